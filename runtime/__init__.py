@@ -1,0 +1,1 @@
+"""cellbox.runtime"""

@@ -1,0 +1,7 @@
+"""``python -m cellbox.runtime`` is the ``cellbox`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

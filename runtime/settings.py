@@ -1,0 +1,119 @@
+"""Where cellbox keeps things and which registries it talks to.
+
+Settings come, in rising order of precedence, from built-in defaults, a TOML file
+(``$CELLBOX_CONFIG``, else ``$XDG_CONFIG_HOME/cellbox/config.toml`` for a user, else
+``/etc/cellbox/config.toml``) and environment variables:
+
+    CELLBOX_ROOT                  store and container state (root: /var/lib/cellbox,
+                                  rootless: $XDG_DATA_HOME/cellbox)
+    CELLBOX_RUN                   runtime state that dies with the machine (locks, sockets)
+    CELLBOX_REGISTRY_MIRRORS      comma-separated mirror URLs for docker.io
+    CELLBOX_INSECURE_REGISTRIES   comma-separated host[:port] allowed over plain http
+    CELLBOX_DEFAULT_IMAGE         image for cells run before any %container (debian)
+    CELLBOX_CGROUP_PARENT         the cgroup every container's cgroup is made under (cellbox)
+    DOCKER_CONFIG                 directory of config.json with registry credentials
+
+The TOML file uses the same names in lower case without the prefix: ``root``,
+``registry_mirrors`` (a list), ``insecure_registries`` (a list), ``default_image``,
+``cgroup_parent``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "is_rootless"]
+
+
+def is_rootless() -> bool:
+    """True when cellbox runs without root and must use a user namespace."""
+    return os.geteuid() != 0
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _config_file() -> Path | None:
+    if explicit := os.environ.get("CELLBOX_CONFIG"):
+        return Path(explicit)
+    if is_rootless():
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        candidate = Path(base) / "cellbox" / "config.toml"
+    else:
+        candidate = Path("/etc/cellbox/config.toml")
+    return candidate if candidate.exists() else None
+
+
+def _default_root() -> Path:
+    if not is_rootless():
+        return Path("/var/lib/cellbox")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "cellbox"
+
+
+def _default_run() -> Path:
+    if not is_rootless():
+        return Path("/run/cellbox")
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.access(runtime_dir, os.W_OK):
+        return Path(runtime_dir) / "cellbox"
+    return Path(f"/tmp/cellbox-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration. Build it with :meth:`load`."""
+
+    root: Path = field(default_factory=_default_root)
+    run: Path = field(default_factory=_default_run)
+    registry_mirrors: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    default_image: str = "debian"
+    cgroup_parent: str = "cellbox"
+    docker_config: Path = field(
+        default_factory=lambda: Path(os.path.expanduser("~/.docker"))
+    )
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Defaults, then the config file, then the environment."""
+        values: dict[str, object] = {}
+        path = _config_file()
+        if path is not None:
+            try:
+                data = tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read cellbox config {path}: {exc}") from exc
+            for key in ("root", "run"):
+                if key in data:
+                    values[key] = Path(data[key])
+            for key in ("default_image", "cgroup_parent"):
+                if key in data:
+                    values[key] = str(data[key])
+            for key in ("registry_mirrors", "insecure_registries"):
+                if key in data:
+                    if not isinstance(data[key], list):
+                        raise ConfigError(f"{path}: {key} must be a list of strings")
+                    values[key] = tuple(str(v) for v in data[key])
+        env = os.environ
+        if env.get("CELLBOX_ROOT"):
+            values["root"] = Path(env["CELLBOX_ROOT"])
+        if env.get("CELLBOX_RUN"):
+            values["run"] = Path(env["CELLBOX_RUN"])
+        if "CELLBOX_REGISTRY_MIRRORS" in env:
+            values["registry_mirrors"] = tuple(_split(env["CELLBOX_REGISTRY_MIRRORS"]))
+        if "CELLBOX_INSECURE_REGISTRIES" in env:
+            values["insecure_registries"] = tuple(_split(env["CELLBOX_INSECURE_REGISTRIES"]))
+        if env.get("CELLBOX_DEFAULT_IMAGE"):
+            values["default_image"] = env["CELLBOX_DEFAULT_IMAGE"]
+        if env.get("CELLBOX_CGROUP_PARENT"):
+            values["cgroup_parent"] = env["CELLBOX_CGROUP_PARENT"]
+        if env.get("DOCKER_CONFIG"):
+            values["docker_config"] = Path(env["DOCKER_CONFIG"])
+        return cls(**values)  # type: ignore[arg-type]

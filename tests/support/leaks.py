@@ -1,0 +1,123 @@
+"""What a test could leave behind on the machine, so the suite can prove it leaves nothing.
+
+``snapshot()`` records mounts, cellbox cgroups, named network namespaces, veth links,
+container processes and docker-registry processes. ``leaked(before)`` waits a little (some
+teardown in the kernel is asynchronous) and returns what is new since ``before``.
+
+Several test sessions may share a machine (developers run suites side by side), so cgroups
+and container processes are only counted when they belong to this session: its cgroup
+parent (``CELLBOX_CGROUP_PARENT``, set per session by tests/conftest.py) or its store root
+(``CELLBOX_ROOT`` or ``CELLBOX_TEST_SCOPE`` in the process's command line).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Snapshot", "leaked", "snapshot"]
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _mounts() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {" ".join(line.split()[3:5]) for line in f}
+
+
+def _scope_words() -> tuple[str, ...]:
+    words = [
+        os.environ.get("CELLBOX_CGROUP_PARENT", "cellbox"),
+        os.environ.get("CELLBOX_TEST_SCOPE", ""),
+    ]
+    return tuple(w for w in words if w)
+
+
+def _cgroups() -> set[str]:
+    found = set()
+    parent = os.environ.get("CELLBOX_CGROUP_PARENT", "cellbox")
+    for depth1 in CGROUP_ROOT.iterdir():
+        try:
+            for path in depth1.rglob(f"*{parent}*"):
+                if path.is_dir():
+                    found.add(str(path))
+        except OSError:
+            continue
+    return found
+
+
+def _netns() -> set[str]:
+    run = Path("/run/netns")
+    return {p.name for p in run.iterdir()} if run.is_dir() else set()
+
+
+def _links() -> set[str]:
+    found = set()
+    for dev in Path("/sys/class/net").iterdir():
+        kind = ""
+        try:
+            uevent = (dev / "uevent").read_text()
+        except OSError:
+            continue
+        for line in uevent.splitlines():
+            if line.startswith("DEVTYPE="):
+                kind = line.split("=", 1)[1]
+        if kind == "veth":
+            found.add(dev.name)
+    return found
+
+
+def _processes() -> set[str]:
+    own = os.readlink("/proc/self/ns/pid")
+    scope = _scope_words()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry}/ns/pid")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            cgroup = Path(f"/proc/{entry}/cgroup").read_text()
+        except OSError:
+            continue
+        text = cmdline.decode(errors="replace").strip()
+        if not text:
+            continue  # kernel thread or zombie
+        ours = any(word in text or word in cgroup for word in scope)
+        if ours and (ns != own or "cellbox" in text or "docker-registry" in text):
+            found.add(f"{entry} {text[:160]}")
+    return found
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    mounts: set[str] = field(default_factory=set)
+    cgroups: set[str] = field(default_factory=set)
+    netns: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
+    processes: set[str] = field(default_factory=set)
+
+
+def snapshot() -> Snapshot:
+    return Snapshot(_mounts(), _cgroups(), _netns(), _links(), _processes())
+
+
+def _diff(before: Snapshot, after: Snapshot) -> dict[str, set[str]]:
+    out = {}
+    for name in ("mounts", "cgroups", "netns", "links", "processes"):
+        new = getattr(after, name) - getattr(before, name)
+        if new:
+            out[name] = new
+    return out
+
+
+def leaked(before: Snapshot, grace: float = 3.0) -> dict[str, set[str]]:
+    """What is new since ``before``, after waiting up to ``grace`` seconds for it to go."""
+    deadline = time.monotonic() + grace
+    while True:
+        diff = _diff(before, snapshot())
+        if not diff or time.monotonic() > deadline:
+            return diff
+        time.sleep(0.1)
