@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$CELLBOX_SRC"
 "$CELLBOX_SRC/scripts/setup.sh"
 
-SUITES=${SUITES:-"lint types unit privileged kernel notebooks jest ui"}
+SUITES=${SUITES:-"lint types unit integration privileged kernel notebooks jest ui"}
 PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra)
 failed=()
 
@@ -32,6 +32,7 @@ grep -q '^cellbox-test:' /etc/subgid || echo "cellbox-test:200000:65536" >> /etc
 run_suite lint "$VENV/bin/ruff" check runtime kernel tests bench scripts
 run_suite types "$VENV/bin/mypy"
 run_suite unit "${PYTEST[@]}" tests/unit
+run_suite integration "${PYTEST[@]}" tests/integration
 run_suite privileged "${PYTEST[@]}" tests/privileged
 run_suite kernel "${PYTEST[@]}" tests/kernel
 run_suite notebooks "${PYTEST[@]}" tests/notebooks
