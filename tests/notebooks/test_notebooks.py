@@ -1,0 +1,85 @@
+"""CI executes every notebook in notebooks/ with nbclient and checks what the cells printed.
+
+A code cell states what its output must show in its metadata:
+
+    "cellbox": {"expect": ["regex", ...], "expect_not": ["regex", ...]}
+
+Each regex must match (``re.search``, MULTILINE) the cell's text output: streams, the
+text/plain of displays and results, and error names and values. Cells tagged
+``raises-exception`` may end in an error (nbclient's own convention). The notebooks run in
+a copy of notebooks/ (they write results next to themselves), against the session registry
+acting as the docker.io mirror, with a fresh cellbox root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.support.leaks import leaked, snapshot
+from tests.support.registry import RegistryServer
+
+NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def cell_text(cell: nbformat.NotebookNode) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        kind = output.get("output_type")
+        if kind == "stream":
+            parts.append(output.get("text", ""))
+        elif kind == "error":
+            parts.append(f"{output.get('ename')}: {output.get('evalue')}")
+        else:
+            parts.append(str(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def notebook_env(
+    registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    work = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS[0].parent, work)
+    monkeypatch.setenv("CELLBOX_REGISTRY_MIRRORS", registry.url)
+    monkeypatch.setenv("CELLBOX_ROOT", str(tmp_path / f"root-{os.environ['CELLBOX_TEST_SCOPE']}"))
+    monkeypatch.setenv("CELLBOX_RUN", str(tmp_path / "run"))
+    before = snapshot()
+    yield work
+    left = leaked(before, grace=10)
+    assert not left, f"the notebook left things behind: {left}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook(path: Path, notebook_env: Path) -> None:
+    copy = notebook_env / path.name
+    nb = nbformat.read(copy, as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="cellbox",
+        resources={"metadata": {"path": str(notebook_env)}},
+    ).execute()
+    checked = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        spec = cell.metadata.get("cellbox", {})
+        text = cell_text(cell)
+        for pattern in spec.get("expect", []):
+            assert re.search(pattern, text, re.MULTILINE), (
+                f"{path.name} cell {index} should match {pattern!r}:\n{cell.source}\n---\n{text}"
+            )
+            checked += 1
+        for pattern in spec.get("expect_not", []):
+            assert not re.search(pattern, text, re.MULTILINE), (
+                f"{path.name} cell {index} should not match {pattern!r}:\n{text}"
+            )
+    assert checked >= 3, f"{path.name} checks too little of its output"
