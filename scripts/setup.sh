@@ -33,7 +33,8 @@ fi
 
 if [ -f labextension/package.json ]; then
     step "JupyterLab extension (labextension/ -> labextension/prebuilt)"
-    srcs=(labextension/package.json labextension/package-lock.json labextension/tsconfig.json)
+    srcs=(labextension/package.json labextension/package-lock.json labextension/tsconfig.json
+          labextension/build-labextension.js labextension/install.json)
     mapfile -t more < <(find labextension/src labextension/style labextension/schema -type f 2>/dev/null | sort)
     if ! stamp_ok labext "${srcs[@]}" "${more[@]}" || [ ! -f labextension/prebuilt/package.json ]; then
         (cd labextension && npm ci --no-audit --no-fund && PATH="$VENV/bin:$PATH" npm run build:prod)
