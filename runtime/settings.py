@@ -11,11 +11,16 @@ Settings come, in rising order of precedence, from built-in defaults, a TOML fil
     CELLBOX_INSECURE_REGISTRIES   comma-separated host[:port] allowed over plain http
     CELLBOX_DEFAULT_IMAGE         image for cells run before any %container (debian)
     CELLBOX_CGROUP_PARENT         the cgroup every container's cgroup is made under (cellbox)
+    CELLBOX_BRIDGE                the bridge of --network bridge containers (cellbox0)
+    CELLBOX_SUBNET                its IPv4 subnet; the bridge takes the first address
+                                  (10.89.0.0/16: podman's default is 10.88.0.0/16)
+    CELLBOX_LAYER_MAX_BYTES       cap on one layer's uncompressed size (16 GiB)
+    CELLBOX_LAYER_MAX_ENTRIES     cap on one layer's files, dirs and links (1000000)
     DOCKER_CONFIG                 directory of config.json with registry credentials
 
 The TOML file uses the same names in lower case without the prefix: ``root``,
 ``registry_mirrors`` (a list), ``insecure_registries`` (a list), ``default_image``,
-``cgroup_parent``.
+``cgroup_parent``, ``bridge``, ``subnet``, ``layer_max_bytes``, ``layer_max_entries``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ def is_rootless() -> bool:
 
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _positive(value: str, what: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ConfigError(f"{what} must be a positive whole number, not {value!r}")
+    return number
 
 
 def _config_file() -> Path | None:
@@ -76,6 +91,10 @@ class Settings:
     insecure_registries: tuple[str, ...] = ()
     default_image: str = "debian"
     cgroup_parent: str = "cellbox"
+    bridge: str = "cellbox0"
+    subnet: str = "10.89.0.0/16"
+    layer_max_bytes: int = 16 << 30
+    layer_max_entries: int = 1_000_000
     docker_config: Path = field(
         default_factory=lambda: Path(os.path.expanduser("~/.docker"))
     )
@@ -93,9 +112,12 @@ class Settings:
             for key in ("root", "run"):
                 if key in data:
                     values[key] = Path(data[key])
-            for key in ("default_image", "cgroup_parent"):
+            for key in ("default_image", "cgroup_parent", "bridge", "subnet"):
                 if key in data:
                     values[key] = str(data[key])
+            for key in ("layer_max_bytes", "layer_max_entries"):
+                if key in data:
+                    values[key] = _positive(str(data[key]), f"{path}: {key}")
             for key in ("registry_mirrors", "insecure_registries"):
                 if key in data:
                     if not isinstance(data[key], list):
@@ -114,6 +136,13 @@ class Settings:
             values["default_image"] = env["CELLBOX_DEFAULT_IMAGE"]
         if env.get("CELLBOX_CGROUP_PARENT"):
             values["cgroup_parent"] = env["CELLBOX_CGROUP_PARENT"]
+        if env.get("CELLBOX_BRIDGE"):
+            values["bridge"] = env["CELLBOX_BRIDGE"]
+        if env.get("CELLBOX_SUBNET"):
+            values["subnet"] = env["CELLBOX_SUBNET"]
+        for key in ("layer_max_bytes", "layer_max_entries"):
+            if env.get(f"CELLBOX_{key.upper()}"):
+                values[key] = _positive(env[f"CELLBOX_{key.upper()}"], f"CELLBOX_{key.upper()}")
         if env.get("DOCKER_CONFIG"):
             values["docker_config"] = Path(env["DOCKER_CONFIG"])
         return cls(**values)  # type: ignore[arg-type]

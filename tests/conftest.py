@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import images
+from tests.support import images, netscope
 from tests.support.registry import RegistryServer
 
 # Everything this session makes is named after it, so that the leak checks (and a human)
@@ -16,6 +16,9 @@ from tests.support.registry import RegistryServer
 SCOPE = f"cbxtest{os.getpid()}"
 os.environ.setdefault("CELLBOX_TEST_SCOPE", SCOPE)
 os.environ.setdefault("CELLBOX_CGROUP_PARENT", f"cellbox-{SCOPE}")
+# A bridge (name <= 15 chars) and a free /24 of the session's own: see tests/support/netscope.
+os.environ.setdefault("CELLBOX_BRIDGE", SCOPE[:15])
+os.environ.setdefault("CELLBOX_SUBNET", netscope.free_subnet(os.getpid()))
 
 # repository -> (test image, tags): what the session registry serves, docker.io-style.
 SEEDED = {
@@ -23,6 +26,12 @@ SEEDED = {
     "library/hello-world": ("hello-world", ("latest",)),
     "library/debian": ("debian", ("bookworm", "latest")),
 }
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's bridge and nft table, whatever a test left of them."""
+    if os.geteuid() == 0 and os.environ.get("CELLBOX_BRIDGE", "").startswith("cbxtest"):
+        netscope.cleanup_bridge(os.environ["CELLBOX_BRIDGE"])
 
 
 @pytest.fixture(scope="session")
@@ -39,4 +48,25 @@ def cellbox_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / f"cellbox-root-{SCOPE}"
     monkeypatch.setenv("CELLBOX_ROOT", str(root))
     monkeypatch.setenv("CELLBOX_RUN", str(tmp_path / "cellbox-run"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_store(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CELLBOX_ROOT-style store holding library/busybox:latest and library/debian:bookworm.
+
+    Both are pulled once per session by cellbox's own ``pull`` from the ``registry``
+    fixture, configured as docker.io's mirror, so they are stored under their docker.io
+    names ("busybox", "debian:bookworm" resolve as usual). Use it with
+    ``monkeypatch.setenv("CELLBOX_ROOT", str(image_store))`` or
+    ``Settings(root=image_store)``. Tests may create containers in it (and remove them
+    again); they must not rmi or prune the two images, which the whole session shares.
+    """
+    from cellbox.runtime.pull import pull
+    from cellbox.runtime.settings import Settings
+
+    root = tmp_path_factory.mktemp(f"image-store-{SCOPE}")
+    settings = Settings(root=root, registry_mirrors=(registry.url,))
+    for name in ("busybox:latest", "debian:bookworm"):
+        pull(name, settings=settings)
     return root
