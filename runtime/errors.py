@@ -17,7 +17,8 @@
     ├── ContainerError           container lifecycle
     │   ├── ContainerNotFound
     │   ├── ContainerExists      a name already in use
-    │   └── ContainerStateError  the container is not in a state for that operation
+    │   ├── ContainerStateError  the container is not in a state for that operation
+    │   └── SandboxError         namespaces, mounts, privileges or exec of a container failed
     ├── CgroupError              creating, limiting or reading a cgroup
     ├── NetworkError             bridge, veth, addresses, NAT, published ports
     ├── BuildError               a Containerfile that does not parse or a step that fails
@@ -53,6 +54,7 @@ __all__ = [
     "RateLimited",
     "RegistryError",
     "RegistryUnavailable",
+    "SandboxError",
     "StoreError",
     "SyscallError",
     "UnsafeLayer",
@@ -129,6 +131,18 @@ class ContainerExists(ContainerError):
 
 class ContainerStateError(ContainerError):
     """The container is not in a state that allows the operation."""
+
+
+class SandboxError(ContainerError):
+    """Setting up a container's sandbox, or starting its process, failed.
+
+    ``exit_code`` is what Docker would report: 127 when the command was not found, 126
+    when it could not be executed, 125 when the runtime itself failed.
+    """
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class CgroupError(CellboxError):

@@ -1,0 +1,30 @@
+"""Start a cellbox.runtime module under ``python -I -S`` (no site, no import hooks).
+
+``python -I -S .../runtime/_boot.py MODULE ARGS...`` imports ``cellbox.runtime.MODULE``
+from the directory this file is in and calls its ``main(ARGS)``. Skipping site saves
+~20 ms per container start (site, sitecustomize and an editable install's import hook
+with pathlib); the packages ``cellbox`` and ``cellbox.runtime`` are registered by hand so
+that the runtime's relative imports work, whatever way cellbox was installed.
+"""
+
+import sys
+
+
+def _main() -> None:
+    here = __file__.rpartition("/")[0]
+    module_type = type(sys)
+    top = module_type("cellbox")
+    top.__path__ = []
+    runtime = module_type("cellbox.runtime")
+    runtime.__path__ = [here]
+    runtime.__package__ = "cellbox.runtime"
+    sys.modules.setdefault("cellbox", top)
+    sys.modules.setdefault("cellbox.runtime", runtime)
+    name = sys.argv[1]
+    if not name.isidentifier():
+        raise SystemExit(f"_boot: bad module name {name!r}")
+    module = __import__(f"cellbox.runtime.{name}", fromlist=["main"])
+    sys.exit(module.main(sys.argv[2:]))
+
+
+_main()
