@@ -1,0 +1,425 @@
+"""A container's files on disk: its config, its state, and the name index.
+
+::
+
+    <root>/containers/<id>/config.json   ContainerConfig: what it was created with
+    <root>/containers/<id>/state.json    ContainerState: status, PID 1's pid + start time
+    <root>/containers/<id>/exit.json     written by the container's PID 1 when it ends
+    <root>/containers/names.json         name -> id, changed only under locks/containers.lock
+    <root>/locks/containers.lock         flock: creating, renaming and removing containers
+
+Every file is replaced atomically (write a temp file in the same directory, then
+``rename``), so a reader never sees half a file and a crash leaves the old one. The state a
+process records is never trusted blindly: "running" is only believed while the recorded
+PID 1 is alive with the same start time on the same boot (:func:`process_alive`), so after
+a crash of the host process or a reboot a container reads as exited, not stale-running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import select
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, ContainerError, ContainerExists, ContainerNotFound
+
+if TYPE_CHECKING:  # both are imported where used: `cellbox exec` needs neither
+    from datetime import datetime
+
+    from .portmap import PortMapping
+
+__all__ = [
+    "ContainerConfig",
+    "ContainerState",
+    "NameIndex",
+    "VolumeSpec",
+    "boot_id",
+    "new_id",
+    "now_rfc3339",
+    "process_alive",
+    "process_start_ticks",
+    "random_name",
+    "read_json",
+    "validate_name",
+    "wait_pid",
+    "write_json",
+    "write_text_atomic",
+]
+
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+_ID = re.compile(r"^[0-9a-f]{64}$")
+
+# Short, friendly and unambiguous, in the spirit of Docker's names-generator.
+_ADJECTIVES = (
+    "amazing", "bold", "brave", "calm", "clever", "cool", "eager", "elegant", "epic",
+    "fervent", "festive", "focused", "friendly", "gallant", "gentle", "happy", "hopeful",
+    "jolly", "keen", "kind", "lucid", "modest", "nifty", "nimble", "noble", "peaceful",
+    "practical", "quirky", "relaxed", "serene", "sharp", "stoic", "sweet", "tender",
+    "upbeat", "vibrant", "wizardly", "youthful", "zealous", "zen",
+)
+_NOUNS = (
+    "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euclid", "euler",
+    "faraday", "fermi", "feynman", "galileo", "gauss", "goodall", "hamilton", "hopper",
+    "hypatia", "johnson", "kepler", "knuth", "lamarr", "lovelace", "meitner", "newton",
+    "noether", "pascal", "planck", "ritchie", "shannon", "tesla", "thompson", "torvalds",
+    "turing", "volta", "wozniak", "yalow",
+)
+
+
+def new_id() -> str:
+    """A fresh container id: 64 lowercase hex digits."""
+    # os.urandom, not secrets: the same randomness without hmac/OpenSSL on the hot path.
+    return os.urandom(32).hex()
+
+
+def _pick(words: tuple[str, ...]) -> str:
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]
+
+
+def random_name() -> str:
+    """An ``adjective_noun`` name; the caller retries (or adds a digit) on a clash."""
+    return f"{_pick(_ADJECTIVES)}_{_pick(_NOUNS)}"
+
+
+def validate_name(name: str) -> str:
+    """A container name as Docker allows it: ``[a-zA-Z0-9][a-zA-Z0-9_.-]*``, not an id."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"--name: {name!r} is not a valid container name; use letters, digits, '_', '.' "
+            "and '-', starting with a letter or digit (at most 128 characters)"
+        )
+    if _ID.match(name):
+        raise ConfigError(f"--name: {name!r} looks like a container id; choose another name")
+    return name
+
+
+def now_rfc3339() -> str:
+    """The current time as RFC 3339 with microseconds, UTC."""
+    seconds, ns = divmod(time.time_ns(), 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """The inverse of :func:`now_rfc3339` (tolerates an empty string: the epoch)."""
+    from datetime import UTC, datetime
+
+    if not text:
+        return datetime.fromtimestamp(0, UTC)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Replace ``path`` atomically with ``data`` as JSON."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path`` (FileNotFoundError passes through; bad JSON is a ContainerError)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContainerError(f"{path} is damaged ({exc}); remove the container") from exc
+
+
+# ---------------------------------------------------------------------------- processes
+
+def process_start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = stat[stat.rfind(b")") + 2 :].split()
+    if rest and rest[0] == b"Z":
+        return None  # a zombie has exited; only its parent has not reaped it yet
+    return int(rest[19])
+
+
+_BOOT_ID: str | None = None
+
+
+def boot_id() -> str:
+    """This boot's random id: a pid and start time only identify a process within a boot."""
+    global _BOOT_ID
+    if _BOOT_ID is None:
+        _BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return _BOOT_ID
+
+
+def process_alive(pid: int, start_ticks: int, boot: str) -> bool:
+    """Whether the process recorded as (pid, start time, boot id) still runs."""
+    if pid <= 0 or boot != boot_id():
+        return False
+    return process_start_ticks(pid) == start_ticks
+
+
+def wait_pid(pid: int, start_ticks: int, timeout: float | None) -> bool:
+    """Wait until the process (pid, start time) is gone; True if it is, False on timeout.
+
+    A pidfd makes this exact for a process that is not our child: once it is open, the pid
+    cannot be reused under us, and the start time says it is still the same process.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if process_start_ticks(pid) != start_ticks:
+            return True
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    finally:
+        os.close(pidfd)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Replace a small file atomically (temp file in the same dir, then rename)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- config
+
+@dataclass
+class VolumeSpec:
+    """A bind mount from the host (``-v SOURCE:DESTINATION[:ro]``)."""
+
+    source: str
+    destination: str
+    readonly: bool = False
+
+
+@dataclass
+class ContainerConfig:
+    """What a container is created with; config.json, never changed after create.
+
+    Build one with what the user asked for (``image`` is required; everything else may be
+    left at its default) and hand it to :meth:`Container.create`, which resolves the rest
+    with Docker's rules and stores the result: ``None`` means "not given, take the image's"
+    (entrypoint, command, workdir, user) or "the default" (network, hostname).
+    """
+
+    image: str
+    name: str = ""  # "" = a random adjective_noun
+    id: str = ""  # assigned by create
+    image_digest: str = ""
+    layers: list[str] = field(default_factory=list)  # chain ids, bottom first
+    entrypoint: list[str] | None = None
+    command: list[str] | None = None
+    env: list[str] = field(default_factory=list)  # -e KEY=VALUE (or KEY: from the host)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str = ""  # "" = the first 12 hex of the id
+    memory: int | None = None
+    memory_swap: int | None = None  # memory + swap, docker semantics; -1 unlimited
+    cpus: float | None = None
+    pids_limit: int | None = None
+    network: str | None = None  # none | bridge | host; None = bridge as root, none rootless
+    ports: list[PortMapping] = field(default_factory=list)
+    volumes: list[VolumeSpec] = field(default_factory=list)
+    tty: bool = False
+    interactive: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    keep: bool = False  # a kernel's container: no workload, PID 1 just waits
+    auto_remove: bool = False  # --rm
+    created: str = ""
+    log_max_bytes: int = 10 << 20
+
+    @property
+    def argv(self) -> list[str]:
+        """What PID 1 runs: entrypoint + command (empty for a kept container)."""
+        return [] if self.keep else [*(self.entrypoint or []), *(self.command or [])]
+
+    @property
+    def has_limits(self) -> bool:
+        return any(
+            v is not None for v in (self.memory, self.memory_swap, self.cpus, self.pids_limit)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ports"] = [p.to_json() for p in self.ports]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerConfig:
+        """Rebuild from config.json; unknown keys (a newer cellbox) are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        from .portmap import PortMapping
+
+        values["ports"] = [PortMapping.from_json(p) for p in data.get("ports", [])]
+        values["volumes"] = [VolumeSpec(**v) for v in data.get("volumes", [])]
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ContainerError(
+                f"container config {data.get('id', '?')} is damaged: {exc}"
+            ) from exc
+
+
+# ---------------------------------------------------------------------------- state
+
+@dataclass
+class ContainerState:
+    """What happened to a container; state.json. Status is what was last *recorded*."""
+
+    status: str = "created"  # created | running | exited
+    pid: int = 0  # host pid of the container's PID 1
+    start_ticks: int = 0
+    boot_id: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str = ""
+    network: dict[str, Any] = field(default_factory=dict)  # NetworkInfo while running
+    cgroup_procs: list[str] = field(default_factory=list)  # what exec joins
+    cleaned: bool = True  # cgroup and network released after the last run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def alive(self) -> bool:
+        """Whether the recorded PID 1 still runs (never trusts a stale "running")."""
+        return self.status == "running" and process_alive(
+            self.pid, self.start_ticks, self.boot_id
+        )
+
+
+# ---------------------------------------------------------------------------- locks, index
+
+@contextlib.contextmanager
+def flocked(path: Path, *, shared: bool = False) -> Iterator[int]:
+    """Hold an flock on ``path`` (created if missing) for the duration of the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class NameIndex:
+    """names.json: container name -> id, under one lock for every change.
+
+    The lock makes "is the name free? then take it" atomic across processes, so two
+    ``cellbox run --name x`` at once give one container and one clear error.
+    """
+
+    def __init__(self, containers_dir: Path, lock_path: Path) -> None:
+        self.path = containers_dir / "names.json"
+        self.lock_path = lock_path
+
+    def lock(self) -> contextlib.AbstractContextManager[int]:
+        return flocked(self.lock_path)
+
+    def read(self) -> dict[str, str]:
+        try:
+            data = read_json(self.path)
+        except FileNotFoundError:
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def lookup(self, name: str) -> str | None:
+        return self.read().get(name)
+
+    def claim(self, name: str | None, container_id: str, live: set[str]) -> str:
+        """Reserve ``name`` (or a random one) for ``container_id``; call under :meth:`lock`.
+
+        ``live`` is the set of container ids that exist: an index entry pointing at a
+        container that is gone (a crash between steps) does not block its name.
+        """
+        names = self.read()
+        if name is not None:
+            validate_name(name)
+            owner = names.get(name)
+            if owner is not None and owner in live:
+                raise ContainerExists(
+                    f"the name {name!r} is already used by container {owner[:12]}; remove it "
+                    f"(cellbox rm {name}) or choose another name"
+                )
+        else:
+            name = random_name()
+            attempt = 1
+            while name in names and names[name] in live:
+                attempt += 1
+                name = f"{random_name()}{attempt if attempt > 5 else ''}"
+        names[name] = container_id
+        write_json(self.path, names)
+        return name
+
+    def release(self, name: str, container_id: str) -> None:
+        """Forget ``name`` if it still points at ``container_id``; call under :meth:`lock`."""
+        names = self.read()
+        if names.get(name) == container_id:
+            del names[name]
+            write_json(self.path, names)
+
+
+def resolve(containers_dir: Path, index: NameIndex, key: str) -> str:
+    """The id of the container named ``key``, or with id ``key``, or an unambiguous prefix."""
+    if not key:
+        raise ContainerNotFound("no container name or id given")
+    by_name = index.lookup(key)
+    if by_name is not None and (containers_dir / by_name / "config.json").exists():
+        return by_name
+    if _ID.match(key) and (containers_dir / key / "config.json").exists():
+        return key
+    if re.fullmatch(r"[0-9a-f]{1,63}", key):
+        try:
+            matches = [
+                e for e in os.listdir(containers_dir)
+                if e.startswith(key) and _ID.match(e)
+                and os.path.exists(containers_dir / e / "config.json")
+            ]
+        except FileNotFoundError:
+            matches = []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ContainerNotFound(
+                f"{key!r} matches {len(matches)} containers; give more of the id or the name"
+            )
+    raise ContainerNotFound(
+        f"no such container: {key!r} (see 'cellbox ps -a' for the containers there are)"
+    )
+
+
+def list_ids(containers_dir: Path) -> list[str]:
+    """Ids of every container with a config on disk."""
+    try:
+        entries = os.listdir(containers_dir)
+    except FileNotFoundError:
+        return []
+    return [e for e in entries if _ID.match(e) and (containers_dir / e / "config.json").exists()]
