@@ -26,18 +26,13 @@ The TOML file uses the same names in lower case without the prefix: ``root``,
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .rawsettings import config_file, default_root, default_run, is_rootless, read_config_file
 
 __all__ = ["Settings", "is_rootless"]
-
-
-def is_rootless() -> bool:
-    """True when cellbox runs without root and must use a user namespace."""
-    return os.geteuid() != 0
 
 
 def _split(value: str) -> list[str]:
@@ -54,39 +49,12 @@ def _positive(value: str, what: str) -> int:
     return number
 
 
-def _config_file() -> Path | None:
-    if explicit := os.environ.get("CELLBOX_CONFIG"):
-        return Path(explicit)
-    if is_rootless():
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-        candidate = Path(base) / "cellbox" / "config.toml"
-    else:
-        candidate = Path("/etc/cellbox/config.toml")
-    return candidate if candidate.exists() else None
-
-
-def _default_root() -> Path:
-    if not is_rootless():
-        return Path("/var/lib/cellbox")
-    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "cellbox"
-
-
-def _default_run() -> Path:
-    if not is_rootless():
-        return Path("/run/cellbox")
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime_dir and os.access(runtime_dir, os.W_OK):
-        return Path(runtime_dir) / "cellbox"
-    return Path(f"/tmp/cellbox-{os.getuid()}")
-
-
 @dataclass(frozen=True)
 class Settings:
     """The resolved configuration. Build it with :meth:`load`."""
 
-    root: Path = field(default_factory=_default_root)
-    run: Path = field(default_factory=_default_run)
+    root: Path = field(default_factory=lambda: Path(default_root()))
+    run: Path = field(default_factory=lambda: Path(default_run()))
     registry_mirrors: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ()
     default_image: str = "debian"
@@ -103,12 +71,9 @@ class Settings:
     def load(cls) -> Settings:
         """Defaults, then the config file, then the environment."""
         values: dict[str, object] = {}
-        path = _config_file()
+        path = config_file()
         if path is not None:
-            try:
-                data = tomllib.loads(path.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"cannot read cellbox config {path}: {exc}") from exc
+            data = read_config_file(path)  # tomllib is imported only then
             for key in ("root", "run"):
                 if key in data:
                     values[key] = Path(data[key])
