@@ -522,12 +522,24 @@ class RegistryClient:
     def _each_endpoint(self, ref: Reference, action: Callable[[_Endpoint], Any]) -> Any:
         """Run ``action`` on each endpoint in turn until one answers; mirrors may fail."""
         endpoints = self._endpoints(ref)
+        not_found: ImageNotFound | None = None
         for endpoint in endpoints[:-1]:
             try:
                 return action(endpoint)
             except (ImageNotFound, RegistryUnavailable, AuthError, RateLimited) as exc:
                 log.info("%s: %s; trying the next endpoint", endpoint.label, exc)
-        return action(endpoints[-1])
+                if isinstance(exc, ImageNotFound) and not_found is None:
+                    not_found = exc
+        try:
+            return action(endpoints[-1])
+        except RegistryUnavailable as exc:
+            # Offline with a mirror: "not found on the mirror" is the useful news, not the
+            # upstream's DNS failure.
+            if not_found is None:
+                raise
+            raise ImageNotFound(
+                f"{not_found} (and {endpoints[-1].label} could not be reached: {exc})"
+            ) from exc
 
     def get_manifest(self, ref: Reference, *, platform: str | None = None) -> ResolvedManifest:
         """Resolve ``ref`` to the image manifest for ``platform`` (default: this machine).

@@ -784,6 +784,16 @@ def test_upstream_failure_is_reported_after_the_mirrors(
         c.get_manifest(HUB_REF)
 
 
+def test_offline_a_mirrors_not_found_beats_the_upstreams_unreachable(
+    fake: FakeRegistry, tmp_path: Path, sleeps: Sleeps
+) -> None:
+    fake.empty.add("127.0.0.1")
+    fake.down.add("registry-1.docker.io")
+    with make_client(fake, mirrored(tmp_path, "http://127.0.0.1:5999"), sleeps) as c, \
+            pytest.raises(ImageNotFound, match=r"not found.*could not be reached"):
+        c.get_manifest(HUB_REF)
+
+
 # -------------------------------------------------------------- plain http
 
 
