@@ -234,6 +234,8 @@ def mount_overlay(lower_dirs: Sequence[str], upper_dir: str, work_dir: str, targ
             return _mount_overlay_legacy(lower_dirs, upper_dir, work_dir, target, userxattr)
         for lower in lower_dirs[1:]:
             linux.fsconfig_string(fs, "lowerdir+", lower, "overlay")
+        # The device name /proc/mounts shows: "overlay", as with mount(2), Docker and podman.
+        linux.fsconfig_string(fs, "source", "overlay", "overlay")
         linux.fsconfig_string(fs, "upperdir", upper_dir, "overlay")
         linux.fsconfig_string(fs, "workdir", work_dir, "overlay")
         if userxattr:

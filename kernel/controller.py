@@ -1,0 +1,333 @@
+"""Signals to, and news from, the foreground job of the shell's terminal.
+
+The kernel talks to the shell through a terminal, but two things cannot go through it:
+interrupting the job that runs (a signal to the terminal's *foreground process group*, so
+the shell survives), and learning that this job waits for keyboard input (so the kernel can
+ask the notebook for it). A :class:`Controller` does both, in one of two ways:
+
+``RelayController`` (containers)
+    ``cellbox exec -it --control-fd N`` relays the container's own terminal and speaks JSON
+    lines on fd N (runtime/ptyrelay.py): events ``{"event": "reading", "echo": bool,
+    "pid": N}`` (``pid``: the reader, in the relay's -- the host's -- PID namespace) and
+    ``{"event": "exit", "status": N}``; commands ``{"cmd": "signal", "signal": 2|9,
+    "target": "foreground"}``.
+
+``LocalController`` (a shell on this machine, for tests and development)
+    The kernel holds the terminal's master side: ``tcgetpgrp`` names the foreground group,
+    and a process of that group blocked in ``read`` on the terminal (``/proc/PID/syscall``)
+    is waiting for input; the terminal's ``ECHO`` flag says whether it is a password.
+
+Both report :class:`Reading` only while the shell says a cell runs (:meth:`watch`) and only
+after the cell's output has been quiet for a moment (a process that prints is not
+waiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import termios
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["ControlEvent", "Controller", "Exited", "LocalController", "Reading", "RelayController"]
+
+# System call numbers in /proc/PID/syscall, x86_64 and aarch64: read, readv, pread64 ...
+_READS = {b"0", b"19", b"17", b"63", b"65", b"67"}
+# ... and poll, select, ppoll, pselect6 (busybox's `read` polls first).
+_POLLS = {b"7", b"23", b"271", b"270", b"73", b"72"}
+QUIET = 0.05  # seconds of no output before a blocked read counts as "waiting for input"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The foreground job is blocked reading the terminal."""
+
+    echo: bool
+    pid: int | None = None  # the reader, as this process's PID namespace sees it
+
+
+@dataclass(frozen=True)
+class Exited:
+    """The shell (the relay's child) ended with ``status`` (128 + signal for a signal)."""
+
+    status: int
+
+
+ControlEvent = Reading | Exited
+
+
+class Controller(Protocol):
+    """What :class:`~cellbox.kernel.shell.Shell` needs besides the terminal itself."""
+
+    def start(self, on_event: Callable[[ControlEvent], None]) -> None:
+        """Begin delivering events (on the running event loop)."""
+
+    def watch(self, active: bool, last_output: Callable[[], float]) -> None:
+        """A cell runs (``active``); ``last_output`` is the monotonic time of its last output."""
+
+    def signal_foreground(self, signum: int) -> None:
+        """Send ``signum`` to the terminal's foreground process group."""
+
+    def shell_at_prompt(self) -> bool | None:
+        """Whether the shell holds its terminal and waits in read (None: cannot tell)."""
+
+    def close(self) -> None:
+        """Stop delivering events and release what was opened."""
+
+
+class LocalController:
+    """A controller for a shell whose terminal master is in this process."""
+
+    def __init__(self, master_fd: int, shell_pid: int, written: Callable[[], int]) -> None:
+        self._fd = master_fd
+        self._shell_pid = shell_pid
+        self._written = written  # bytes typed so far: a new read after our input is news
+        self._on_event: Callable[[ControlEvent], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_output: Callable[[], float] = time.monotonic
+        self._reported: tuple[int, int] | None = None  # (pid, bytes written) last reported
+
+    def start(self, on_event: Callable[[ControlEvent], None]) -> None:
+        self._on_event = on_event
+
+    def watch(self, active: bool, last_output: Callable[[], float]) -> None:
+        self._last_output = last_output
+        if active and self._task is None:
+            self._reported = None
+            self._task = asyncio.get_running_loop().create_task(self._poll())
+        elif not active and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def signal_foreground(self, signum: int) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(os.tcgetpgrp(self._fd), signum)
+
+    def shell_at_prompt(self) -> bool | None:
+        return shell_at_prompt(self._shell_pid)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(QUIET)
+            if time.monotonic() - self._last_output() < QUIET:
+                continue
+            reader = self._blocked_reader()
+            if reader is None:
+                continue
+            key = (reader, self._written())
+            if key == self._reported:
+                continue  # the same read we already reported
+            self._reported = key
+            try:
+                echo = bool(termios.tcgetattr(self._fd)[3] & termios.ECHO)
+            except termios.error:
+                continue
+            if self._on_event is not None:
+                self._on_event(Reading(echo, reader))
+
+    def _blocked_reader(self) -> int | None:
+        """The pid of a foreground process blocked reading this terminal, if any."""
+        try:
+            pgrp = os.tcgetpgrp(self._fd)
+            # The terminal's name as its processes see it: the shell's fd 0.
+            tty = os.readlink(f"/proc/{self._shell_pid}/fd/0")
+        except OSError:
+            return None
+        for pid in _group_members(pgrp):
+            try:
+                with open(f"/proc/{pid}/syscall", "rb") as f:
+                    fields = f.read().split()
+            except OSError:
+                continue
+            if len(fields) < 2:
+                continue
+            try:
+                if fields[0] in _READS:
+                    fd = int(fields[1], 16)
+                elif fields[0] in _POLLS:
+                    fd = 0  # what a poll waits on is in its memory: take stdin's word for it
+                else:
+                    continue
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == tty:
+                    return pid
+            except (OSError, ValueError):
+                continue
+        return None
+
+
+def _group_members(pgrp: int) -> list[int]:
+    """Pids whose process group is ``pgrp`` (the leader first)."""
+    members = [pgrp]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pgrp:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgrp:
+            members.append(int(entry))
+    return members
+
+
+class RelayController:
+    """A controller speaking the ``--control-fd`` JSON-lines protocol over a socket."""
+
+    def __init__(self, sock: socket.socket, relay_pid: int | None = None) -> None:
+        self._relay_pid = relay_pid
+        self._shell_pid: int | None = None
+        self._sock = sock
+        self._sock.setblocking(False)
+        self._buffer = b""
+        self._on_event: Callable[[ControlEvent], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, on_event: Callable[[ControlEvent], None]) -> None:
+        self._on_event = on_event
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def watch(self, active: bool, last_output: Callable[[], float]) -> None:
+        del active, last_output  # the relay watches by itself
+
+    def signal_foreground(self, signum: int) -> None:
+        self._send({"cmd": "signal", "signal": int(signum), "target": "foreground"})
+
+    def shell_at_prompt(self) -> bool | None:
+        if self._shell_pid is None and self._relay_pid is not None:
+            # The relay forks the shell (its only child) into the container: its pid in
+            # our namespace is in the relay's children list.
+            try:
+                with open(f"/proc/{self._relay_pid}/task/{self._relay_pid}/children") as f:
+                    children = f.read().split()
+            except OSError:
+                return None
+            self._shell_pid = int(children[0]) if children else None
+        return shell_at_prompt(self._shell_pid) if self._shell_pid else None
+
+    def close(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._sock.fileno())
+            self._loop = None
+        self._sock.close()
+
+    def _send(self, message: dict[str, object]) -> None:
+        data = json.dumps(message).encode() + b"\n"
+        with contextlib.suppress(OSError):
+            self._sock.send(data)
+
+    def _readable(self) -> None:
+        try:
+            data = self._sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            return
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > 65536:  # a line that long is not ours
+            self._buffer = b""
+        for line in lines:
+            event = parse_event(line)
+            if event is not None and self._on_event is not None:
+                self._on_event(event)
+
+
+def parse_event(line: bytes) -> ControlEvent | None:
+    """One JSON line from the relay, or None for anything we do not understand."""
+    try:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    kind = message.get("event")
+    if kind == "reading":
+        pid = message.get("pid")
+        return Reading(
+            echo=bool(message.get("echo", True)),
+            pid=pid if isinstance(pid, int) and pid > 0 else None,
+        )
+    if kind == "exit":
+        status = message.get("status")
+        return Exited(status if isinstance(status, int) else -1)
+    return None
+
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    """What /proc says about a reported reader now."""
+
+    reading: bool  # still in a read-like system call
+    ns_pid: int  # its pid in its own (innermost) PID namespace
+
+
+def reader_state(pid: int) -> ReaderState | None:
+    """Check a reading event against /proc now (None: /proc does not tell us).
+
+    Events travel: by the time one arrives, the reader may have got its input (our
+    typed line) and gone on. A reader still in read/poll is waiting for real. The
+    innermost pid tells whether it is the shell itself (its ``read`` builtin, or its
+    prompt after an aborted line).
+    """
+    try:
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            fields = f.read().split()
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        return None
+    ns_pid = pid
+    for line in status.splitlines():
+        if line.startswith(b"NSpid:"):
+            ns_pid = int(line.split()[-1])
+    reading = bool(fields) and (fields[0] in _READS or fields[0] in _POLLS)
+    return ReaderState(reading, ns_pid)
+
+
+def shell_at_prompt(pid: int) -> bool | None:
+    """Whether process ``pid`` (a shell) is its terminal's foreground and waits in read.
+
+    That is a shell at its prompt, which has finished the line it was given: a job of
+    the cell would hold the terminal, and the shell would wait for it in wait4. An end
+    marker printed by anything else than the shell (a program that read the nonce out of
+    the shell's memory) comes while the shell is *not* at its prompt. None when /proc does
+    not tell (another user's process, a kernel without /proc/PID/syscall).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            call = f.read().split()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 6:
+        return None
+    pgrp, tpgid = int(fields[2]), int(fields[5])
+    if pgrp != tpgid:
+        return False
+    if not call or call[0] == b"running":
+        return False
+    if call[0] in _READS:
+        return len(call) > 1 and int(call[1], 16) == 0
+    return call[0] in _POLLS
