@@ -9,6 +9,7 @@ failing cell stops the run with its error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ def main() -> int:
     args = parser.parse_args()
 
     nb = nbformat.read(args.notebook, as_version=4)
+    # What Jupyter's server tells a kernel: which notebook it serves (names its containers).
+    os.environ["JPY_SESSION_NAME"] = str(args.notebook.resolve())
     client = NotebookClient(
         nb, timeout=args.timeout, kernel_name=args.kernel,
         resources={"metadata": {"path": str(args.notebook.parent.resolve())}},

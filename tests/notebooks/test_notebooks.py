@@ -60,8 +60,9 @@ def notebook_env(
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook(path: Path, notebook_env: Path) -> None:
+def test_notebook(path: Path, notebook_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = notebook_env / path.name
+    monkeypatch.setenv("JPY_SESSION_NAME", str(copy))  # as Jupyter's server tells the kernel
     nb = nbformat.read(copy, as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="cellbox",
