@@ -1,6 +1,7 @@
 """Container start, exec and density: cellbox side by side with podman (runc) and runc.
 
     sudo .venv/bin/python bench/start.py [--runs 20] [--density 50] [--network none]
+        [--install editable] [--install wheel] [--cellbox NAME=COMMAND ...]
 
 Everything runs in one go against the same busybox image, served by a docker-registry on
 127.0.0.1 that the script starts (and stops):
@@ -16,6 +17,13 @@ Everything runs in one go against the same busybox image, served by a docker-reg
   process of the container: its init and whatever runs in it) — goal <= 8 MiB — and the
   start time of the last vs the first — goal within 1.5x.
 
+Which ``cellbox``: the command a user runs, installed the way a user installs it. Each
+``--install`` makes a virtualenv under the temp dir with this checkout installed
+``editable`` (``pip install -e``, as scripts/setup.sh does) or from a ``wheel`` (``pip
+wheel`` + ``pip install``), and measures its ``bin/cellbox``; ``--cellbox NAME=COMMAND``
+adds any other command (another checkout's, ``"python -I -m cellbox.runtime"``...). The
+default is both installs. The first cellbox listed is the one the density runs use.
+
 Networking defaults to ``none`` for every peer (``--network bridge`` to measure that too):
 the machine is shared, and bridge mode puts veths on the host that other people's leak
 checks would see. Everything the script makes is removed at the end, also on failure.
@@ -27,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -45,6 +54,8 @@ from tests.support.registry import RegistryServer  # noqa: E402
 PYTHON = sys.executable
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 SCOPE = f"cbxbench{os.getpid()}"
+# What a source tree needs to be installed (pyproject's packages, scripts, data files).
+SOURCES = ("pyproject.toml", "README.md", "runtime", "kernel", "bin", "labextension/prebuilt")
 
 
 def run(cmd: list[str], *, env: dict[str, str] | None = None, check: bool = True,
@@ -66,10 +77,51 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-class Peers:
-    """The three runtimes, each with private state under one temp dir."""
+# ---------------------------------------------------------------------------- installs
 
-    def __init__(self, work: Path, registry: RegistryServer, network: str) -> None:
+def _copy_sources(work: Path) -> Path:
+    """A copy of what the checkout installs from (so builds write nothing into it)."""
+    src = work / "src"
+    for name in SOURCES:
+        if (HERE / name).exists():
+            dest = src / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if (HERE / name).is_dir():
+                shutil.copytree(HERE / name, dest, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(HERE / name, dest)
+    return src
+
+
+def install(kind: str, work: Path) -> list[str]:
+    """A fresh virtualenv with this checkout installed ``kind``-wise; its cellbox command.
+
+    Dependencies are not installed: starting and entering a container of a stored image
+    needs none of them (the images are pulled by the project's own environment).
+    """
+    venv = work / f"venv-{kind}"
+    run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)])
+    pip = [PYTHON, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+           "--no-deps"]
+    if kind == "editable":
+        # As a developer (scripts/setup.sh) has it: the source is the checkout itself.
+        run([*pip, "-e", str(HERE)], timeout=600)
+    else:
+        wheels = work / "wheels"
+        run([PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+             "-w", str(wheels), str(_copy_sources(work))], timeout=600)
+        (wheel,) = wheels.glob("cellbox-*.whl")
+        run([*pip, str(wheel)])
+    return [str(venv / "bin" / "cellbox")]
+
+
+# ---------------------------------------------------------------------------- peers
+
+class Peers:
+    """The runtimes, each with private state under one temp dir."""
+
+    def __init__(self, work: Path, registry: RegistryServer, network: str,
+                 cellboxes: dict[str, list[str]]) -> None:
         self.work = work
         self.network = network
         self.image_ref = f"{registry.host}/library/busybox:latest"
@@ -81,6 +133,8 @@ class Peers:
             "CELLBOX_REGISTRY_MIRRORS": registry.url,
             "CELLBOX_INSECURE_REGISTRIES": registry.host,
         })
+        self.cellboxes = cellboxes
+        # Set-up and clean-up go through the project's environment (it has httpx).
         self.cellbox = [PYTHON, "-I", "-m", "cellbox.runtime"]
         self.podman = ["podman", "--root", str(work / "podman-root"), "--runroot",
                        str(work / "podman-run"), "--runtime", "runc",
@@ -107,9 +161,9 @@ class Peers:
 
     # -- start --------------------------------------------------------------------------
 
-    def start_cellbox(self) -> float:
-        return timed([*self.cellbox, "run", "--rm", "--network", self.network,
-                      self.cellbox_image, "true"], self.env)
+    def start_cellbox(self, command: list[str]) -> Callable[[], float]:
+        return lambda: timed([*command, "run", "--rm", "--network", self.network,
+                              self.cellbox_image, "true"], self.env)
 
     def start_podman(self) -> float:
         net = "none" if self.network == "none" else "bridge"
@@ -122,7 +176,7 @@ class Peers:
     # -- exec ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def running_pair(self) -> Iterator[tuple[str, str]]:
+    def running_pair(self) -> Iterator[str]:
         name = f"{SCOPE}-exec"
         run([*self.cellbox, "run", "-d", "--name", name, "--network", self.network,
              self.cellbox_image, "sleep", "1d"], env=self.env)
@@ -130,7 +184,7 @@ class Peers:
         run([*self.podman, "run", "-d", "--name", name, *ULIMITS, "--network", net,
              self.image_ref, "sleep", "1d"])
         try:
-            yield name, name
+            yield name
         finally:
             run([*self.cellbox, "rm", "-f", name], env=self.env, check=False)
             run([*self.podman, "rm", "-f", "-t", "0", name], check=False)
@@ -160,13 +214,15 @@ def alternate(runs: int, peers: dict[str, Callable[[], float]]) -> dict[str, lis
     return times
 
 
-def report(title: str, times: dict[str, list[float]], base: str = "podman") -> None:
+def report(title: str, times: dict[str, list[float]], bases: tuple[str, ...]) -> None:
     print(f"\n{title}")
     medians = {name: statistics.median(values) for name, values in times.items()}
+    width = max(len(name) for name in times)
     for name, med in medians.items():
-        ratio = f"{med / medians[base]:.2f}x {base}" if base in medians and name != base else ""
-        spread = f"min {min(times[name]) * 1000:7.1f}  max {max(times[name]) * 1000:7.1f}"
-        print(f"  {name:<10} median {med * 1000:7.1f} ms   {spread}   {ratio}")
+        spread = f"min {min(times[name]) * 1000:6.1f}  max {max(times[name]) * 1000:6.1f}"
+        ratios = "  ".join(f"{med / medians[b]:5.2f}x {b}" for b in bases
+                           if b in medians and b != name)
+        print(f"  {name:<{width}}  median {med * 1000:6.1f} ms   {spread}   {ratios}")
 
 
 # ---------------------------------------------------------------------------- density
@@ -201,7 +257,7 @@ def _container_pids(root: Path, container_id: str) -> tuple[int, list[int]]:
     return init, pids
 
 
-def density(peers: Peers, count: int, keep: bool) -> None:
+def density(peers: Peers, command: list[str], count: int, keep: bool) -> None:
     label = "kernel-style (--keep)" if keep else "busybox sleep 1d"
     args = ["--keep", peers.cellbox_image] if keep else [peers.cellbox_image, "sleep", "1d"]
     root = Path(peers.env["CELLBOX_ROOT"])
@@ -209,7 +265,7 @@ def density(peers: Peers, count: int, keep: bool) -> None:
     try:
         for _ in range(count):
             t0 = time.perf_counter()
-            out = run([*peers.cellbox, "run", "-d", "--network", peers.network, *args],
+            out = run([*command, "run", "-d", "--network", peers.network, *args],
                       env=peers.env).stdout.strip()
             starts.append(time.perf_counter() - t0)
             ids.append(out)
@@ -238,11 +294,29 @@ def density(peers: Peers, count: int, keep: bool) -> None:
 
 # ---------------------------------------------------------------------------- main
 
+def _cellbox_commands(args: argparse.Namespace, work: Path) -> dict[str, list[str]]:
+    commands: dict[str, list[str]] = {}
+    installs = args.install or ["editable", "wheel"]
+    for kind in installs:
+        commands[f"cellbox-{kind}"] = install(kind, work)
+    for item in args.cellbox:
+        name, sep, command = item.partition("=")
+        if not sep or not name or not command:
+            raise SystemExit(f"--cellbox {item!r}: use NAME=COMMAND")
+        commands[name] = shlex.split(command)
+    return commands
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--density", type=int, default=50)
     parser.add_argument("--network", choices=("none", "bridge"), default="none")
+    parser.add_argument("--install", action="append", default=[],
+                        choices=("editable", "wheel"),
+                        help="measure this checkout installed so (default: both)")
+    parser.add_argument("--cellbox", action="append", default=[], metavar="NAME=COMMAND",
+                        help="measure another cellbox command too")
     parser.add_argument("--skip", action="append", default=[],
                         choices=("start", "exec", "density"))
     args = parser.parse_args()
@@ -250,32 +324,40 @@ def main() -> int:
         print("bench/start.py needs root (podman, runc and cellbox run as root)")
         return 2
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
+    with open("/proc/loadavg") as f:
+        print(f"load average at the start: {' '.join(f.read().split()[:3])}")
     with tempfile.TemporaryDirectory(prefix=f"{SCOPE}-") as tmp:
         work = Path(tmp)
+        cellboxes = _cellbox_commands(args, work)
+        for name, command in cellboxes.items():
+            print(f"  {name}: {shlex.join(command)}")
         with RegistryServer(work / "registry") as registry:
             images.push_all(registry, {"library/busybox": ("busybox", ("latest",))})
-            peers = Peers(work, registry, args.network)
+            peers = Peers(work, registry, args.network, cellboxes)
             try:
                 peers.prepare()
                 if "start" not in args.skip:
-                    times = alternate(args.runs, {
-                        "cellbox": peers.start_cellbox,
-                        "podman": peers.start_podman,
-                        "runc": peers.start_runc,
-                    })
+                    starters = {name: peers.start_cellbox(command)
+                                for name, command in cellboxes.items()}
+                    times = alternate(args.runs, {**starters, "podman": peers.start_podman,
+                                                  "runc": peers.start_runc})
                     report(f"start: run --rm busybox true, network {args.network} "
-                           f"({args.runs} runs each, alternating)", times)
+                           f"({args.runs} runs each, alternating)", times, ("podman", "runc"))
                 if "exec" not in args.skip:
-                    with peers.running_pair() as (cname, pname):
-                        times = alternate(args.runs, {
-                            "cellbox": lambda: timed([*peers.cellbox, "exec", cname, "true"],
-                                                     peers.env),
-                            "podman": lambda: timed([*peers.podman, "exec", pname, "true"]),
-                        })
-                    report(f"exec: exec NAME true ({args.runs} runs each)", times)
+                    with peers.running_pair() as name:
+                        execs: dict[str, Callable[[], float]] = {
+                            cellbox: (lambda c=command: timed([*c, "exec", name, "true"],
+                                                              peers.env))
+                            for cellbox, command in cellboxes.items()
+                        }
+                        execs["podman"] = lambda: timed([*peers.podman, "exec", name, "true"])
+                        times = alternate(args.runs, execs)
+                    report(f"exec: exec NAME true ({args.runs} runs each, alternating)", times,
+                           ("podman",))
                 if "density" not in args.skip:
-                    density(peers, args.density, keep=True)
-                    density(peers, args.density, keep=False)
+                    first = next(iter(cellboxes.values()))
+                    density(peers, first, args.density, keep=True)
+                    density(peers, first, args.density, keep=False)
             finally:
                 peers.cleanup()
         shutil.rmtree(work, ignore_errors=True)

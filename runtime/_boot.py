@@ -2,9 +2,12 @@
 
 ``python -I -S .../runtime/_boot.py MODULE ARGS...`` imports ``cellbox.runtime.MODULE``
 from the directory this file is in and calls its ``main(ARGS)``. Skipping site saves
-~20 ms per container start (site, sitecustomize and an editable install's import hook
-with pathlib); the packages ``cellbox`` and ``cellbox.runtime`` are registered by hand so
-that the runtime's relative imports work, whatever way cellbox was installed.
+~15-20 ms per start (site, sitecustomize and an editable install's import hook with
+pathlib); the packages ``cellbox`` and ``cellbox.runtime`` are registered by hand so
+that the runtime's relative imports work, whatever way cellbox was installed. Users: the
+container's init (``_init``), the kernel's ``cellbox exec`` (``cli exec ...``) and the
+``cellbox`` launcher (bin/cellbox, ``cli ...``). What needs site-packages later calls
+:func:`cellbox.runtime.sitepath.ensure`.
 """
 
 import sys
@@ -12,11 +15,15 @@ import sys
 
 def _main() -> None:
     here = __file__.rpartition("/")[0]
+    parent = here.rpartition("/")[0]
     module_type = type(sys)
     top = module_type("cellbox")
-    top.__path__ = []
+    # Installed from a wheel, cellbox/ holds kernel/ next to runtime/; in an editable
+    # install the kernel is found by the install's own import hook (after site).
+    top.__path__ = [parent] if parent.rpartition("/")[2] == "cellbox" else []
     runtime = module_type("cellbox.runtime")
     runtime.__path__ = [here]
+    runtime.__file__ = f"{here}/__init__.py"
     runtime.__package__ = "cellbox.runtime"
     sys.modules.setdefault("cellbox", top)
     sys.modules.setdefault("cellbox.runtime", runtime)

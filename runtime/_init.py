@@ -1,23 +1,26 @@
 """The container's init: ``python -I -S runtime/_boot.py _init SPEC UP DOWN``.
 
-Spawned by :func:`cellbox.runtime.sandbox.start_sandbox`, which describes the protocol
-on the pipes UP (to the host) and DOWN (from the host). Two processes:
+Spawned by :func:`cellbox.runtime.sandbox.start_sandbox` — or forked ahead of time by the
+``cellbox`` command (:mod:`.initfork`), then started by :func:`preforked` with the same
+arguments over its pipe — which describes the protocol on the pipes UP (to the host) and
+DOWN (from the host). Two processes:
 
-* the *setup* process joins the cgroups (writes its pid to each cgroup.procs), unshares
+* the *setup* process joins the cgroups (:mod:`.cgroupjoin`), unshares
   the namespaces (with the user namespace first when rootless, and waits for the host to
   write the id maps), forks PID 1, tells the host its pid and exits;
 * *PID 1* waits for the host's go (the network is attached meanwhile), builds the rootfs
   (:mod:`mounts`), pivot_roots, sets the hostname, brings ``lo`` up, forks the workload
   (:mod:`workload`) and reports; then it drops every capability but CAP_KILL, takes
   no_new_privs and the workload's seccomp filter, is not dumpable (so the workload can
-  neither ptrace it nor follow /proc/1/fd, /proc/1/exe or /proc/1/root), freezes its heap
-  and becomes the supervisor: it reaps every zombie in the container, forwards
-  SIGHUP/INT/QUIT/USR1/USR2/TERM/CONT/ALRM/WINCH to the workload, ships the workload's
-  stdout and stderr (pipes, or a pty in the container's devpts) to the JSON-lines log
-  (rotated at the cap, partial lines flushed after 100 ms) and, when attached, to its own
-  stdout/stderr. When the workload exits it writes ``exit.json`` (code, 128+signal, OOM
-  from the cgroup's ``oom_kill`` counter) and exits, which kills whatever else was left
-  in the PID namespace.
+  neither ptrace it nor follow /proc/1/fd, /proc/1/exe or /proc/1/root) and becomes the
+  supervisor (its heap frozen and trimmed once the workload has run 100 ms, so that a
+  short workload's exit does not wait for that): it reaps every zombie in the container,
+  forwards SIGHUP/INT/QUIT/USR1/USR2/TERM/CONT/ALRM/WINCH to the workload, ships the
+  workload's stdout and stderr (pipes, or a pty in the container's devpts) to the
+  JSON-lines log (rotated at the cap, partial lines flushed after 100 ms) and, when
+  attached, to its own stdout/stderr. When the workload exits it writes ``exit.json``
+  (code, 128+signal, OOM from the cgroup's ``oom_kill`` counter) and exits, which kills
+  whatever else was left in the PID namespace.
 
 With no workload (``process.args`` empty) PID 1 only reaps and waits; SIGTERM, SIGINT or
 SIGHUP make it exit with status 0 (a clean stop).
@@ -45,7 +48,7 @@ import time
 
 # Everything PID 1 will ever import is imported here: after pivot_root the package is gone.
 from . import _leanjson as json
-from . import caps, linux, mounts, seccomp, workload
+from . import caps, cgroupjoin, linux, mounts, seccomp, workload
 from .loopback import loopback_up
 
 TYPE_CHECKING = False
@@ -63,6 +66,7 @@ FORWARDED = (
 )
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PARTIAL_FLUSH_S = 0.1
+TIDY_AFTER_S = 0.1  # PID 1 trims its heap once the container has run this long
 MAX_LINE = 16 << 10
 _READ = 65536
 
@@ -255,16 +259,7 @@ def _setup_process(spec: dict[str, Any], channel: _Channel, argv: list[str]) -> 
         raise ValueError("a container needs its own mount and pid namespaces")
     in_userns = argv[3:] == [_IN_USERNS]
     if not in_userns:
-        pid = str(os.getpid()).encode()
-        for procs in spec.get("cgroup_procs") or []:
-            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, pid)
-            except OSError as exc:
-                raise OSError(exc.errno, f"joining the cgroup {procs}: {exc.strerror}") \
-                    from None
-            finally:
-                os.close(fd)
+        cgroupjoin.join(spec.get("cgroup_procs") or [])
         if "user" in namespaces:
             _enter_userns(channel, argv)  # executes this program again; never returns
     linux.unshare(flags & ~linux.CLONE_NEWUSER)
@@ -387,6 +382,7 @@ class _Supervisor:
         self.oom_before = _read_oom_kills(oom_fd) if oom_fd >= 0 else 0
         self.attach = attach
         self.state_fd = -1
+        self.tidy_at = 0.0
         self.workload = 0
         self.streams: dict[int, _Stream] = {}
         self.master = -1
@@ -478,9 +474,9 @@ class _Supervisor:
         caps.drop_to(1 << caps.CAPABILITIES["CAP_KILL"])
         linux.set_no_new_privs()
         linux.seccomp_set_filter(seccomp.program())
-        gc.collect()
-        gc.freeze()
-        linux.malloc_trim()
+        # Tidying the heap (gc, malloc_trim: ≈ 1-10 ms) waits until the workload has run a
+        # moment: `run --rm IMG true` is over by then and should not wait for it.
+        self.tidy_at = time.monotonic() + TIDY_AFTER_S
         poller = select.poll()
         poller.register(self.wake_r, select.POLLIN)
         for fd in self.streams:
@@ -499,6 +495,8 @@ class _Supervisor:
                 elif fd in self.streams and not self._pump(fd):
                     poller.unregister(fd)
             self._flush_due()
+            if self.tidy_at and status is None and time.monotonic() >= self.tidy_at:
+                self._tidy()
         for fd in list(self.streams):
             while self._pump(fd):
                 pass
@@ -506,8 +504,17 @@ class _Supervisor:
             stream.flush(self.log)
         self._finish(status)
 
+    def _tidy(self) -> None:
+        """Give back what set-up used: PID 1 idles at ≈ 4 MiB for as long as it lives."""
+        self.tidy_at = 0.0
+        gc.collect()
+        gc.freeze()
+        linux.malloc_trim()
+
     def _timeout(self) -> int | None:
         due = [s.flush_at for s in self.streams.values() if s.flush_at]
+        if self.tidy_at:
+            due.append(self.tidy_at)
         if not due:
             return None
         return max(0, int((min(due) - time.monotonic()) * 1000) + 1)
@@ -597,8 +604,12 @@ def _ignore(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """The spawned init: ``SPEC UP DOWN`` (see :func:`.sandbox.start_sandbox`)."""
     spec_path, up, down = argv[0], int(argv[1]), int(argv[2])
-    channel = _Channel(up, down)
+    return _run(spec_path, _Channel(up, down), argv)
+
+
+def _run(spec_path: str, channel: _Channel, argv: list[str]) -> int:
     try:
         with open(spec_path, "rb") as f:
             spec = json.loads(f.read())
@@ -609,6 +620,25 @@ def main(argv: list[str]) -> int:
         channel.send({"error": _describe(exc), "exit_code": 125})
         return 125
     return 0
+
+
+def preforked(up: int, down: int) -> None:
+    """The pre-forked init (see :mod:`.initfork`): wait for the start message, then be
+    the spawned init exactly — with the stdio that spawning would have given it."""
+    channel = _Channel(up, down)
+    start = channel.recv()  # end-of-file (the command did not start a container): exit
+    spec_path = str(start["spec"])
+    devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    if not start.get("stdin"):
+        os.dup2(devnull, 0)
+    if start.get("log"):  # detached: complaints (a traceback) go to init.log
+        log = os.open(str(start["log"]), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                      0o600)
+        os.dup2(devnull, 1)
+        os.dup2(log, 2)
+        os.close(log)
+    os.close(devnull)
+    os._exit(_run(spec_path, channel, [spec_path, str(up), str(down)]))
 
 
 if __name__ == "__main__":

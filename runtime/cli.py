@@ -3,7 +3,17 @@
 Each command lives in a module that is imported only when that command runs, so that
 ``cellbox run`` and ``cellbox exec`` never pay for httpx or pyroute2. A command module
 provides ``setup(command, parser) -> handler``: it adds its arguments to an argparse parser
-and returns the function that runs the parsed arguments and returns the exit status.
+and returns the function that runs the parsed arguments and returns the exit status. It
+may also provide ``parse_fast(command, args) -> (handler, namespace) | None``, which
+parses the common forms of a hot command without importing argparse (None: use setup).
+
+Start-up is what ``cellbox run``/``exec`` are measured by, so this module imports only
+``sys`` (and errors) before it knows the command:
+
+* ``run``/``start`` fork the container's init first of all (:mod:`.initfork`), while the
+  process is still small and single-threaded;
+* the commands in :data:`LEAN` need nothing from site-packages; the others make it
+  importable first (:mod:`.sitepath`) when the launcher started Python without site.
 
 Exit statuses follow Docker: the command's own status for ``run`` and ``exec``; 125 when
 cellbox itself failed; 1 for other commands' errors; 130 on Ctrl-C.
@@ -11,16 +21,18 @@ cellbox itself failed; 1 for other commands' errors; 130 on Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
 
 from .errors import CellboxError
 
-__all__ = ["COMMANDS", "main"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
 
-Handler = Callable[[argparse.Namespace], int]
+    Handler = Callable[[argparse.Namespace], int]
+
+__all__ = ["COMMANDS", "LEAN", "main"]
 
 # name -> (module, one-line summary). "kernel" is looked up by name only, so that the
 # runtime package does not import the kernel package.
@@ -49,6 +61,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kernel": ("cellbox.kernel.install", "Install the Jupyter kernelspec (kernel install)"),
 }
 
+# Commands whose own code needs nothing from site-packages. What they need only sometimes
+# (run's pull of a missing image, a bridge network's pyroute2) calls sitepath.ensure().
+LEAN = frozenset({"run", "create", "start", "exec", "stop", "rm", "ps", "logs", "stats"})
+# Commands that start a container: their init is forked before anything else happens.
+STARTS = frozenset({"run", "start"})
+
 FAILED = 125
 
 
@@ -61,12 +79,15 @@ def _usage() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cellbox`` console script."""
+    """Entry point of the ``cellbox`` command (bin/cellbox, ``python -m cellbox.runtime``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
     if args[0] == "--version":
+        from . import sitepath
+
+        sitepath.ensure()
         from importlib.metadata import version
 
         print(f"cellbox {version('cellbox')}")
@@ -75,15 +96,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"cellbox: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module_name, summary = COMMANDS[command]
-    parser = argparse.ArgumentParser(prog=f"cellbox {command}", description=summary)
+    from . import initfork
+
+    if command in STARTS and "-h" not in rest and "--help" not in rest:
+        initfork.prefork()
     try:
-        module = importlib.import_module(module_name)
+        return _dispatch(command, rest)
+    finally:
+        initfork.discard()  # a start that did not happen: end the forked init
+
+
+def _dispatch(command: str, rest: list[str]) -> int:
+    module_name, summary = COMMANDS[command]
+    if command not in LEAN:
+        from . import sitepath
+
+        sitepath.ensure()
+    try:
+        module = __import__(module_name, fromlist=["setup"])
     except ImportError as exc:
         print(f"cellbox {command}: not available ({exc})", file=sys.stderr)
         return FAILED
-    handler: Handler = module.setup(command, parser)
-    namespace = parser.parse_args(rest)
+    fast = getattr(module, "parse_fast", None)
+    parsed: tuple[Handler, argparse.Namespace] | None = fast(command, rest) if fast else None
+    if parsed is None:
+        import argparse
+
+        parser = argparse.ArgumentParser(prog=f"cellbox {command}", description=summary)
+        handler: Handler = module.setup(command, parser)
+        namespace = parser.parse_args(rest)
+    else:
+        handler, namespace = parsed
     try:
         return handler(namespace)
     except CellboxError as exc:

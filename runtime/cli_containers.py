@@ -15,73 +15,200 @@ Flags follow Docker's. Differences worth knowing:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
-import shlex
-import signal
 import sys
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from .container import Container
-from .containerstate import ContainerConfig, parse_time
 from .errors import CellboxError, ConfigError, ContainerNotFound, ImageNotFound, SandboxError
-from .settings import Settings
 
+# `cellbox exec` and `cellbox run` load this module, and each import shows in their time
+# (a whole `cellbox exec` takes ≈ 30 ms): argparse, the container classes, settings and all
+# that only some commands need (units, containerspec, portmap, stats, datetime, shlex) are
+# imported inside the functions that use them. The common forms of run/create/exec are
+# parsed by :func:`parse_fast` from the same option tables argparse is built from.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
     from datetime import datetime
+    from typing import Any
 
+    from .container import Container
+    from .containerstate import ContainerConfig
     from .images import Image
+    from .settings import Settings
 
-# Modules only some commands need (units, containerspec, portmap, stats, datetime) are
-# imported inside them: `cellbox exec` loads this module and pays for every import here.
+    Handler = Callable[[argparse.Namespace], int]
+    _NamespaceBase = argparse.Namespace
+else:
+    _NamespaceBase = object
 
-__all__ = ["setup"]
+__all__ = ["Args", "config_from_args", "image_for", "parse_fast", "render_ps", "setup"]
 
-Handler = Callable[[argparse.Namespace], int]
+
+class Args(_NamespaceBase):
+    """Parsed arguments, like argparse's Namespace (which :func:`parse_fast` avoids)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        return vars(self) == vars(other) if hasattr(other, "__dict__") else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Args({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+# ---------------------------------------------------------------------------- option tables
+
+FLAG, VALUE, APPEND = "store_true", "store", "append"
+
+# (option strings, dest, action, help, extra argparse keywords). The first long option
+# gives argparse's default dest; it is spelled out so that parse_fast needs no inference.
+if TYPE_CHECKING:
+    Option = tuple[tuple[str, ...], str, str, str, dict[str, Any]]
+
+_DETACH: Option = (("-d", "--detach"), "detach", FLAG,
+                   "run in the background and print the container id", {})
+_CREATE_OPTIONS: tuple[Option, ...] = (
+    (("--rm",), "rm", FLAG, "remove the container when it exits", {}),
+    (("-i", "--interactive"), "interactive", FLAG, "keep stdin open and pass it to the command",
+     {}),
+    (("-t", "--tty"), "tty", FLAG, "give the command a terminal", {}),
+    (("--name",), "name", VALUE, "the container's name (default: a random one)", {}),
+    (("-e", "--env"), "env", APPEND,
+     "set an environment variable (KEY alone: take the host's)", {"metavar": "KEY[=VALUE]"}),
+    (("-v", "--volume"), "volume", APPEND, "bind-mount a host path",
+     {"metavar": "HOST:CONTAINER[:ro]"}),
+    (("-p", "--publish"), "publish", APPEND,
+     "publish a container port (on 127.0.0.1 unless IP is given)",
+     {"metavar": "[IP:][HOST:]PORT[/udp]"}),
+    (("-w", "--workdir"), "workdir", VALUE, "working directory inside the container", {}),
+    (("-u", "--user"), "user", VALUE, "user[:group] name or uid[:gid] to run as", {}),
+    (("-m", "--memory"), "memory", VALUE, "memory limit (e.g. 512m, 1g)", {}),
+    (("--memory-swap",), "memory_swap", VALUE, "memory + swap limit, or -1 for unlimited swap",
+     {}),
+    (("--cpus",), "cpus", VALUE, "CPU quota in CPUs (e.g. 0.5)", {}),
+    (("--pids-limit",), "pids_limit", VALUE, "most processes at once (-1: unlimited)", {}),
+    (("--network", "--net"), "network", VALUE,
+     "network mode (default: bridge as root, none rootless)",
+     {"choices": ("none", "bridge", "host")}),
+    (("--hostname",), "hostname", VALUE,
+     "hostname (default: the first 12 characters of the id)", {}),
+    (("--entrypoint",), "entrypoint", VALUE, "override the image's entrypoint", {}),
+    (("-l", "--label"), "label", APPEND, "set a label on the container",
+     {"metavar": "KEY=VALUE"}),
+    (("--pull",), "pull", VALUE, "pull the image: always, when missing (default), never",
+     {"choices": ("always", "missing", "never"), "default": "missing"}),
+    (("--keep",), "keep", FLAG,
+     "no command: PID 1 waits until stopped (a kernel's container)", {}),
+)
+_EXEC_OPTIONS: tuple[Option, ...] = (
+    (("-i", "--interactive"), "interactive", FLAG, "keep stdin open", {}),
+    (("-t", "--tty"), "tty", FLAG, "allocate a terminal", {}),
+    (("-e", "--env"), "env", APPEND, "set an environment variable",
+     {"metavar": "KEY[=VALUE]"}),
+    (("-w", "--workdir"), "workdir", VALUE, "working directory inside the container", {}),
+    (("-u", "--user"), "user", VALUE, "user[:group] or uid[:gid] to run as", {}),
+    (("--control-fd",), "control_fd", VALUE,
+     "report terminal reads and take signals on fd N (kernel)",
+     {"type": int, "metavar": "N"}),
+)
+
+
+def _options(command: str) -> tuple[tuple[Option, ...], str, str]:
+    """(options, the positional before the command, its metavar) of run/create/exec."""
+    if command == "exec":
+        return _EXEC_OPTIONS, "container", "CONTAINER"
+    if command == "run":
+        return (_DETACH, *_CREATE_OPTIONS), "image", "IMAGE"
+    return _CREATE_OPTIONS, "image", "IMAGE"
+
+
+def _add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    import argparse
+
+    options, positional, metavar = _options(command)
+    for names, dest, action, help_text, extra in options:
+        keywords = dict(extra)
+        if action == APPEND:
+            keywords.setdefault("default", [])
+        parser.add_argument(*names, dest=dest, action=action, help=help_text, **keywords)
+    parser.add_argument(positional, metavar=metavar)
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND ...")
+
+
+def parse_fast(command: str, argv: list[str]) -> tuple[Handler, argparse.Namespace] | None:
+    """Parse the common forms of ``run``/``create``/``exec`` without argparse (≈ 4 ms).
+
+    Returns the handler and the same namespace argparse would give, or None for anything
+    else — help, an unknown or abbreviated option, a bad choice, ``--``, an option value
+    starting with ``-`` — which :func:`setup`'s argparse parser then handles (and
+    reports) as always.
+    """
+    if command not in ("run", "create", "exec"):
+        return None
+    options, positional, _ = _options(command)
+    by_name = {name: option for option in options for name in option[0]}
+    values: dict[str, Any] = {}
+    for _names, dest, action, _help, extra in options:
+        values[dest] = [] if action == APPEND else False if action == FLAG else \
+            extra.get("default")
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--" or arg == "-" or not arg.startswith("-"):
+            break
+        if arg.startswith("--"):
+            name, eq, given = arg.partition("=")
+            option = by_name.get(name)
+            if option is None or (option[2] == FLAG and eq):
+                return None
+            pending: list[tuple[Option, str | None]] = [(option, given if eq else None)]
+        else:  # -it, -eKEY=V, -i -e KEY=V
+            pending = []
+            for j in range(1, len(arg)):
+                option = by_name.get(f"-{arg[j]}")
+                if option is None:
+                    return None
+                if option[2] != FLAG:
+                    if arg[j + 1:].startswith("="):
+                        return None  # argparse reads -e=X as X
+                    pending.append((option, arg[j + 1:] or None))
+                    break
+                pending.append((option, None))
+        for option, inline in pending:
+            _names, dest, action, _help, extra = option
+            if action == FLAG:
+                values[dest] = True
+                continue
+            if inline is None:
+                i += 1
+                if i >= len(argv) or argv[i].startswith("-"):
+                    return None  # argparse decides what "-x" after an option means
+                inline = argv[i]
+            if "choices" in extra and inline not in extra["choices"]:
+                return None
+            if "type" in extra:
+                try:
+                    value = extra["type"](inline)
+                except ValueError:
+                    return None
+            else:
+                value = inline
+            if action == APPEND:
+                values[dest].append(value)
+            else:
+                values[dest] = value
+        i += 1
+    if i >= len(argv) or argv[i] == "--" or "--" in argv[i + 1:]:
+        return None
+    values[positional] = argv[i]
+    values["command"] = argv[i + 1:]
+    handler = {"run": _cmd_run, "create": _cmd_create, "exec": _cmd_exec}[command]
+    return handler, Args(**values)
 
 
 # ---------------------------------------------------------------------------- run / create
-
-def _add_create_options(parser: argparse.ArgumentParser, *, run: bool) -> None:
-    if run:
-        parser.add_argument("-d", "--detach", action="store_true",
-                            help="run in the background and print the container id")
-    parser.add_argument("--rm", action="store_true",
-                        help="remove the container when it exits")
-    parser.add_argument("-i", "--interactive", action="store_true",
-                        help="keep stdin open and pass it to the command")
-    parser.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
-    parser.add_argument("--name", help="the container's name (default: a random one)")
-    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
-                        help="set an environment variable (KEY alone: take the host's)")
-    parser.add_argument("-v", "--volume", action="append", default=[],
-                        metavar="HOST:CONTAINER[:ro]", help="bind-mount a host path")
-    parser.add_argument("-p", "--publish", action="append", default=[],
-                        metavar="[IP:][HOST:]PORT[/udp]",
-                        help="publish a container port (on 127.0.0.1 unless IP is given)")
-    parser.add_argument("-w", "--workdir", help="working directory inside the container")
-    parser.add_argument("-u", "--user", help="user[:group] name or uid[:gid] to run as")
-    parser.add_argument("-m", "--memory", help="memory limit (e.g. 512m, 1g)")
-    parser.add_argument("--memory-swap", help="memory + swap limit, or -1 for unlimited swap")
-    parser.add_argument("--cpus", help="CPU quota in CPUs (e.g. 0.5)")
-    parser.add_argument("--pids-limit", help="most processes at once (-1: unlimited)")
-    parser.add_argument("--network", "--net", choices=("none", "bridge", "host"),
-                        help="network mode (default: bridge as root, none rootless)")
-    parser.add_argument("--hostname",
-                        help="hostname (default: the first 12 characters of the id)")
-    parser.add_argument("--entrypoint", help="override the image's entrypoint")
-    parser.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a label on the container")
-    parser.add_argument("--pull", choices=("always", "missing", "never"), default="missing",
-                        help="pull the image: always, when missing (default), never")
-    parser.add_argument("--keep", action="store_true",
-                        help="no command: PID 1 waits until stopped (a kernel's container)")
-    parser.add_argument("image", metavar="IMAGE")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND ...")
-
 
 def _labels(items: list[str]) -> dict[str, str]:
     labels = {}
@@ -95,13 +222,29 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 def config_from_args(args: argparse.Namespace) -> ContainerConfig:
     """The ContainerConfig that ``run``/``create`` flags ask for (pure; raises ConfigError)."""
-    from .containerspec import parse_volume
-    from .portmap import parse_port
-    from .units import parse_cpus, parse_pids_limit, parse_size
+    from .containerstate import ContainerConfig
 
-    memory = parse_size(args.memory, option="--memory") if args.memory else None
-    swap = (parse_size(args.memory_swap, option="--memory-swap", allow_unlimited=True)
-            if args.memory_swap else None)
+    # Each parser is imported only when its option is given (portmap alone costs
+    # ipaddress and dataclasses): a plain `cellbox run IMG CMD` needs none of them.
+    memory = swap = cpus = pids = None
+    if args.memory or args.memory_swap or args.cpus or args.pids_limit:
+        from .units import parse_cpus, parse_pids_limit, parse_size
+
+        memory = parse_size(args.memory, option="--memory") if args.memory else None
+        swap = (parse_size(args.memory_swap, option="--memory-swap", allow_unlimited=True)
+                if args.memory_swap else None)
+        cpus = parse_cpus(args.cpus) if args.cpus else None
+        pids = parse_pids_limit(args.pids_limit) if args.pids_limit else None
+    ports = []
+    if args.publish:
+        from .portmap import parse_port
+
+        ports = [parse_port(p) for p in args.publish]
+    volumes = []
+    if args.volume:
+        from .containerspec import parse_volume
+
+        volumes = [parse_volume(v) for v in args.volume]
     return ContainerConfig(
         image=args.image,
         name=args.name or "",
@@ -114,11 +257,11 @@ def config_from_args(args: argparse.Namespace) -> ContainerConfig:
         hostname=args.hostname or "",
         memory=memory,
         memory_swap=swap,
-        cpus=parse_cpus(args.cpus) if args.cpus else None,
-        pids_limit=parse_pids_limit(args.pids_limit) if args.pids_limit else None,
+        cpus=cpus,
+        pids_limit=pids,
         network=args.network,
-        ports=[parse_port(p) for p in args.publish],
-        volumes=[parse_volume(v) for v in args.volume],
+        ports=ports,
+        volumes=volumes,
         tty=args.tty,
         interactive=args.interactive,
         labels=_labels(args.label),
@@ -153,6 +296,9 @@ def image_for(reference: str, policy: str, settings: Settings) -> Image:
             if policy == "never":
                 raise
         print(f"Unable to find image {reference!r} locally, pulling", file=sys.stderr)
+    from . import sitepath
+
+    sitepath.ensure()  # httpx lives in site-packages, which the launcher skipped
     from .pull import pull
 
     return pull(reference, settings=settings, policy="always" if policy == "always"
@@ -160,6 +306,8 @@ def image_for(reference: str, policy: str, settings: Settings) -> Image:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> Container:
+    from .container import Container
+
     config = config_from_args(args)
     image = image_for(args.image, args.pull, settings)
     return Container.create(config, settings=settings, image=image)
@@ -167,6 +315,8 @@ def _create(args: argparse.Namespace, settings: Settings) -> Container:
 
 def _forward_signals(container: Container) -> None:
     """Signals to this process go to the container's PID 1, as ``docker run`` does."""
+    import contextlib
+    import signal
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(CellboxError):
@@ -184,6 +334,8 @@ def _start_failed(container: Container, exc: CellboxError) -> int:
 
 
 def _run_attached(container: Container, *, stdin: bool) -> int:
+    import contextlib
+
     try:
         try:
             container.start(attach=True, stdin=stdin)
@@ -199,6 +351,8 @@ def _run_attached(container: Container, *, stdin: bool) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .settings import Settings
+
     settings = Settings.load()
     container = _create(args, settings)
     if not args.detach:
@@ -218,6 +372,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
+    from .settings import Settings
+
     container = _create(args, Settings.load())
     print(container.id)
     return 0
@@ -226,6 +382,9 @@ def _cmd_create(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- start / stop
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from .container import Container
+    from .settings import Settings
+
     settings = Settings.load()
     if args.attach:
         if len(args.containers) != 1:
@@ -244,6 +403,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _each(keys: list[str], action: Callable[[Container], object], command: str) -> int:
+    from .container import Container
+    from .settings import Settings
+
     settings = Settings.load()
     failed = 0
     for key in keys:
@@ -274,28 +436,36 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- exec
 
 def _cmd_exec(args: argparse.Namespace) -> int:
+    from .containerexec import exec_running
+
     if not args.command:
         raise ConfigError("exec needs a command to run after the container name")
-    container = Container.load(args.container)
+    options = {"tty": args.tty, "env": args.env, "workdir": args.workdir, "user": args.user,
+               "control_fd": args.control_fd}
     if not args.interactive:
         # Like docker exec without -i: the command reads end-of-file, not our terminal.
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         os.dup2(devnull, 0)
         os.close(devnull)
     try:
-        return container.exec(
-            list(args.command), tty=args.tty, env=args.env, workdir=args.workdir,
-            user=args.user, control_fd=args.control_fd,
-        )
+        status = exec_running(args.container, list(args.command), **options)
+        if status is None:
+            # Not running (or it just ended): the long way finishes it and says so.
+            from .container import Container
+
+            status = Container.load(args.container).exec(list(args.command), **options)
     except SandboxError as exc:
         # docker exec's statuses: 126 cannot execute, 127 not found
         print(f"cellbox exec: {exc}", file=sys.stderr)
         return exc.exit_code
+    return status
 
 
 # ---------------------------------------------------------------------------- ps
 
 def _quote_command(argv: list[str], width: int | None) -> str:
+    import shlex
+
     text = shlex.join(argv) if argv else "(keep)"
     if width is not None and len(text) > width:
         text = text[: width - 1] + "…"
@@ -303,6 +473,7 @@ def _quote_command(argv: list[str], width: int | None) -> str:
 
 
 def _status_text(container: Container, now: datetime) -> str:
+    from .containerstate import parse_time
     from .units import format_ago
 
     state = container.state
@@ -341,6 +512,7 @@ def render_ps(containers: list[Container], *, no_trunc: bool = False) -> str:
     """``docker ps`` columns for ``containers``."""
     from datetime import UTC, datetime
 
+    from .containerstate import parse_time
     from .units import format_ago
 
     now = datetime.now(UTC)
@@ -366,6 +538,8 @@ def render_ps(containers: list[Container], *, no_trunc: bool = False) -> str:
 
 
 def _cmd_ps(args: argparse.Namespace) -> int:
+    from .container import Container
+
     containers = Container.list(all=args.all)
     if args.quiet:
         for c in containers:
@@ -378,6 +552,7 @@ def _cmd_ps(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- logs
 
 def _cmd_logs(args: argparse.Namespace) -> int:
+    from .container import Container
     from .units import parse_since
 
     container = Container.load(args.container)
@@ -401,6 +576,10 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- stats
 
 def _cmd_stats(args: argparse.Namespace) -> int:
+    import time
+
+    from .container import Container
+    from .settings import Settings
     from .stats import render_table, stats_row
 
     settings = Settings.load()
@@ -431,6 +610,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- commit
 
 def _cmd_commit(args: argparse.Namespace) -> int:
+    from .container import Container
+
     container = Container.load(args.container)
     # Repository names are lower case; container names need not be.
     reference = args.reference or f"{container.name.lower()}:latest"
@@ -444,9 +625,11 @@ def _cmd_commit(args: argparse.Namespace) -> int:
 
 def setup(command: str, parser: argparse.ArgumentParser) -> Handler:
     """Add ``command``'s arguments to ``parser``; return its handler (see runtime/cli.py)."""
-    if command in ("run", "create"):
-        _add_create_options(parser, run=command == "run")
-        return _cmd_run if command == "run" else _cmd_create
+    import argparse
+
+    if command in ("run", "create", "exec"):
+        _add_options(parser, command)
+        return {"run": _cmd_run, "create": _cmd_create, "exec": _cmd_exec}[command]
     if command == "start":
         parser.add_argument("-a", "--attach", action="store_true",
                             help="show the output and wait for the exit status")
@@ -454,19 +637,6 @@ def setup(command: str, parser: argparse.ArgumentParser) -> Handler:
                             help="pass stdin to the container (with -a)")
         parser.add_argument("containers", nargs="+", metavar="CONTAINER")
         return _cmd_start
-    if command == "exec":
-        parser.add_argument("-i", "--interactive", action="store_true",
-                            help="keep stdin open")
-        parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
-        parser.add_argument("-e", "--env", action="append", default=[],
-                            metavar="KEY[=VALUE]", help="set an environment variable")
-        parser.add_argument("-w", "--workdir", help="working directory inside the container")
-        parser.add_argument("-u", "--user", help="user[:group] or uid[:gid] to run as")
-        parser.add_argument("--control-fd", type=int, metavar="N",
-                            help="report terminal reads and take signals on fd N (kernel)")
-        parser.add_argument("container", metavar="CONTAINER")
-        parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND ...")
-        return _cmd_exec
     if command == "stop":
         parser.add_argument("-t", "--time", type=float, default=10,
                             help="seconds to wait before killing (default 10)")

@@ -28,13 +28,10 @@ import _thread
 import builtins
 import contextlib
 import os
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from .containerfiles import discard_tree
 from .containerstate import (
     ContainerConfig,
     ContainerState,
@@ -57,18 +54,27 @@ from .errors import (
     ContainerNotFound,
     ContainerStateError,
 )
-from .settings import Settings, is_rootless
+from .rawsettings import is_rootless
+from .records import replace
+from .settings import Settings
 
-# Only what every command needs is imported up here: `cellbox exec` and `ps` load this
-# module too, and each import shows in their time. The rest is imported where it is used.
+# Only what every command needs is imported up here: `cellbox run` and `ps` load this
+# module, and each import shows in their time. The rest is imported where it is used
+# (typing, signal.py and collections.abc not at all).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable, Iterator
     from datetime import datetime
+    from typing import Any
 
     from .cgroups import Cgroup
     from .images import Image
     from .logs import LogRecord, LogWriter
     from .sandbox import SandboxHandle
     from .stats import StatsSample
+else:
+    import _signal as signal  # the constants, without signal.py's enums
 
 __all__ = ["EXCHANGE_IN", "EXCHANGE_OUT", "Container", "ContainerConfig"]
 
@@ -102,6 +108,12 @@ def _flock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _online_cpus() -> int:
+    from .containerinfo import online_cpus  # only --cpus is checked against it
+
+    return online_cpus()
 
 
 def _cgroup_v1_host() -> bool:
@@ -229,7 +241,6 @@ class Container:
         (with a hint to pull) when the image is not stored, ContainerExists for a name in
         use, ConfigError for bad options.
         """
-        from .containerinfo import online_cpus
         from .containerspec import check_limits_enforceable, resolve_config
 
         settings = settings or Settings.load()
@@ -243,7 +254,7 @@ class Container:
         container_id = new_id()
         resolved = resolve_config(
             config, image.config, container_id=container_id, created=now_rfc3339(),
-            rootless=rootless, online_cpus=online_cpus(),
+            rootless=rootless, online_cpus=_online_cpus() if config.cpus is not None else 0,
         )
         resolved = replace(
             resolved,
@@ -481,9 +492,8 @@ class Container:
     def _start_locked(self, *, attach: bool, stdin: bool) -> None:
         from .sandbox import etc_file_source, start_sandbox
 
-        # network.preload() would overlap pyroute2's import with the init's start-up, but
-        # attach then races the half-imported asyncio (rtnl._loop_running); not used until
-        # that is fixed.
+        # No network.preload() for a bridge: importing pyroute2 in a thread while this one
+        # imports and works is CPU against CPU under one GIL, and measured no faster.
         cgroup = self._make_cgroup()
         spec = self._sandbox_spec(cgroup, self._etc_files(None))
         network: dict[str, Any] = {"mode": self.config.network}
@@ -676,9 +686,8 @@ class Container:
                 index.release(self.name, self.id)
                 os.rename(self.directory, trash)
         self._close_log()
-        import shutil
-
-        shutil.rmtree(trash, ignore_errors=True)
+        # The name and id are free now; the files go in the background (see discard_tree).
+        discard_tree(str(trash))
 
     # -- exec -----------------------------------------------------------------------
 
@@ -693,17 +702,12 @@ class Container:
     ) -> dict[str, Any]:
         """The exec'd process as the dict form of sandbox.ProcessSpec, which exec_in takes
         as well: the sandbox module (subprocess, json...) stays off the exec path."""
-        from .containerspec import merge_env, parse_env
+        from .containerexec import exec_process
 
-        if not args:
-            raise ContainerError("exec needs a command to run")
-        return {
-            "args": list(args),
-            "env": merge_env(self.config.env, parse_env(env or [], os.environ)),
-            "cwd": workdir or self.config.workdir or "/",
-            "user": (self.config.user or "") if user is None else user,
-            "tty": tty,
-        }
+        return exec_process(args, container_env=self.config.env,
+                            container_workdir=self.config.workdir,
+                            container_user=self.config.user, tty=tty, env=env,
+                            workdir=workdir, user=user)
 
     def exec(
         self,

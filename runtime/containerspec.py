@@ -23,19 +23,23 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
 
+from .containerexec import merge_env, parse_env
 from .containerstate import ContainerConfig, VolumeSpec
 from .errors import ConfigError
+from .records import replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # not at run time: `cellbox run` pays for every import
+    from collections.abc import Mapping
+    from typing import Any
 
 __all__ = [
     "DEFAULT_PATH",
     "MIN_MEMORY",
     "NETWORK_MODES",
     "check_limits_enforceable",
+    "default_network",
     "merge_env",
     "parse_env",
     "parse_volume",
@@ -46,7 +50,6 @@ __all__ = [
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIN_MEMORY = 6 << 20
 NETWORK_MODES = ("none", "bridge", "host")
-_ENV_KEY = re.compile(r"^[^=\0]+$")
 
 
 def _str_list(value: Any) -> list[str]:
@@ -69,34 +72,6 @@ def resolve_command(
     if command:
         return image_entrypoint, list(command)
     return image_entrypoint, _str_list(image_config.get("Cmd"))
-
-
-def parse_env(items: list[str], environ: Mapping[str, str]) -> list[str]:
-    """``-e`` values as KEY=VALUE; a bare KEY takes the host's value or is dropped."""
-    out = []
-    for item in items:
-        key, sep, _ = item.partition("=")
-        if not key or not _ENV_KEY.match(key):
-            raise ConfigError(f"-e: {item!r} is not KEY=VALUE")
-        if sep:
-            out.append(item)
-        elif key in environ:
-            out.append(f"{key}={environ[key]}")
-    return out
-
-
-def merge_env(base: list[str], overrides: list[str]) -> list[str]:
-    """``base`` with each KEY=VALUE of ``overrides`` replacing the same KEY, in order."""
-    keys: dict[str, int] = {}
-    out: list[str] = []
-    for item in [*base, *overrides]:
-        key = item.partition("=")[0]
-        if key in keys:
-            out[keys[key]] = item
-        else:
-            keys[key] = len(out)
-            out.append(item)
-    return out
 
 
 def parse_volume(text: str, *, cwd: str | None = None) -> VolumeSpec:
@@ -169,6 +144,20 @@ def _check_limits(config: ContainerConfig, online_cpus: int) -> None:
         raise ConfigError("--pids-limit must be positive")
 
 
+def default_network(*, rootless: bool) -> str:
+    """``--network`` when not given: ``bridge`` as root; rootless can only have ``none``."""
+    return "none" if rootless else "bridge"
+
+
+_HOSTNAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _hostname_ok(hostname: str) -> bool:
+    """``[A-Za-z0-9][A-Za-z0-9.-]*``."""
+    return (bool(hostname) and hostname[0] not in ".-"
+            and _HOSTNAME_CHARS.issuperset(hostname))
+
+
 def resolve_config(
     request: ContainerConfig,
     image_config: Mapping[str, Any],
@@ -189,7 +178,7 @@ def resolve_config(
             f"no command to run: the image {request.image} has neither Entrypoint nor Cmd; "
             "give one after the image name"
         )
-    network = request.network or ("none" if rootless else "bridge")
+    network = request.network or default_network(rootless=rootless)
     if network not in NETWORK_MODES:
         raise ConfigError(f"--network {network!r}: use none, bridge or host")
     if rootless and network != "none":
@@ -200,7 +189,7 @@ def resolve_config(
         raise ConfigError(f"-p needs --network bridge (this container uses {network})")
     _check_limits(request, online_cpus)
     hostname = request.hostname or container_id[:12]
-    if len(hostname) > 64 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", hostname):
+    if len(hostname) > 64 or not _hostname_ok(hostname):
         raise ConfigError(f"--hostname {hostname!r}: use letters, digits, '.' and '-'")
     image_env = _str_list(section.get("Env"))
     if not any(e.startswith("PATH=") for e in image_env):

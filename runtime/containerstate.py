@@ -19,20 +19,29 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import select
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ContainerError, ContainerExists, ContainerNotFound
+from .containerfiles import (
+    boot_id,
+    dump_json,
+    find_id,
+    is_id,
+    load_json,
+    process_alive,
+    process_start_ticks,
+)
+from .errors import ConfigError, ContainerError, ContainerExists
+from .records import asdict, field, fields, record
 
-if TYPE_CHECKING:  # both are imported where used: `cellbox exec` needs neither
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # imported where used (datetime, portmap) or not at all (typing)
+    from collections.abc import Iterator
     from datetime import datetime
+    from typing import Any
 
     from .portmap import PortMapping
 
@@ -55,7 +64,6 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-_ID = re.compile(r"^[0-9a-f]{64}$")
 
 # Short, friendly and unambiguous, in the spirit of Docker's names-generator.
 _ADJECTIVES = (
@@ -96,7 +104,7 @@ def validate_name(name: str) -> str:
             f"--name: {name!r} is not a valid container name; use letters, digits, '_', '.' "
             "and '-', starting with a letter or digit (at most 128 characters)"
         )
-    if _ID.match(name):
+    if is_id(name):
         raise ConfigError(f"--name: {name!r} looks like a container id; choose another name")
     return name
 
@@ -117,12 +125,17 @@ def parse_time(text: str) -> datetime:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Replace ``path`` atomically with ``data`` as JSON."""
+    """Replace ``path`` atomically with ``data`` as JSON (indented, keys sorted)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    text = (dump_json(data) + "\n").encode()
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(text)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -132,47 +145,10 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     """The JSON in ``path`` (FileNotFoundError passes through; bad JSON is a ContainerError)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ContainerError(f"{path} is damaged ({exc}); remove the container") from exc
+    return load_json(os.fspath(path))
 
 
 # ---------------------------------------------------------------------------- processes
-
-def process_start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    rest = stat[stat.rfind(b")") + 2 :].split()
-    if rest and rest[0] == b"Z":
-        return None  # a zombie has exited; only its parent has not reaped it yet
-    return int(rest[19])
-
-
-_BOOT_ID: str | None = None
-
-
-def boot_id() -> str:
-    """This boot's random id: a pid and start time only identify a process within a boot."""
-    global _BOOT_ID
-    if _BOOT_ID is None:
-        _BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return _BOOT_ID
-
-
-def process_alive(pid: int, start_ticks: int, boot: str) -> bool:
-    """Whether the process recorded as (pid, start time, boot id) still runs."""
-    if pid <= 0 or boot != boot_id():
-        return False
-    return process_start_ticks(pid) == start_ticks
-
 
 def wait_pid(pid: int, start_ticks: int, timeout: float | None) -> bool:
     """Wait until the process (pid, start time) is gone; True if it is, False on timeout.
@@ -204,7 +180,7 @@ def write_text_atomic(path: str, text: str) -> None:
 
 # ---------------------------------------------------------------------------- config
 
-@dataclass
+@record
 class VolumeSpec:
     """A bind mount from the host (``-v SOURCE:DESTINATION[:ro]``)."""
 
@@ -213,7 +189,7 @@ class VolumeSpec:
     readonly: bool = False
 
 
-@dataclass
+@record
 class ContainerConfig:
     """What a container is created with; config.json, never changed after create.
 
@@ -268,11 +244,14 @@ class ContainerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerConfig:
         """Rebuild from config.json; unknown keys (a newer cellbox) are ignored."""
-        known = {f.name for f in fields(cls)}
+        known = set(fields(cls))
         values = {k: v for k, v in data.items() if k in known}
-        from .portmap import PortMapping
+        ports = data.get("ports") or []
+        if ports:  # portmap (ipaddress, dataclasses) only for a container that publishes
+            from .portmap import PortMapping
 
-        values["ports"] = [PortMapping.from_json(p) for p in data.get("ports", [])]
+            ports = [PortMapping.from_json(p) for p in ports]
+        values["ports"] = ports
         values["volumes"] = [VolumeSpec(**v) for v in data.get("volumes", [])]
         try:
             return cls(**values)
@@ -284,7 +263,7 @@ class ContainerConfig:
 
 # ---------------------------------------------------------------------------- state
 
-@dataclass
+@record
 class ContainerState:
     """What happened to a container; state.json. Status is what was last *recorded*."""
 
@@ -306,7 +285,7 @@ class ContainerState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerState:
-        known = {f.name for f in fields(cls)}
+        known = set(fields(cls))
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def alive(self) -> bool:
@@ -389,31 +368,7 @@ class NameIndex:
 
 def resolve(containers_dir: Path, index: NameIndex, key: str) -> str:
     """The id of the container named ``key``, or with id ``key``, or an unambiguous prefix."""
-    if not key:
-        raise ContainerNotFound("no container name or id given")
-    by_name = index.lookup(key)
-    if by_name is not None and (containers_dir / by_name / "config.json").exists():
-        return by_name
-    if _ID.match(key) and (containers_dir / key / "config.json").exists():
-        return key
-    if re.fullmatch(r"[0-9a-f]{1,63}", key):
-        try:
-            matches = [
-                e for e in os.listdir(containers_dir)
-                if e.startswith(key) and _ID.match(e)
-                and os.path.exists(containers_dir / e / "config.json")
-            ]
-        except FileNotFoundError:
-            matches = []
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise ContainerNotFound(
-                f"{key!r} matches {len(matches)} containers; give more of the id or the name"
-            )
-    raise ContainerNotFound(
-        f"no such container: {key!r} (see 'cellbox ps -a' for the containers there are)"
-    )
+    return find_id(os.fspath(containers_dir), key, os.fspath(index.path))
 
 
 def list_ids(containers_dir: Path) -> list[str]:
@@ -422,4 +377,4 @@ def list_ids(containers_dir: Path) -> list[str]:
         entries = os.listdir(containers_dir)
     except FileNotFoundError:
         return []
-    return [e for e in entries if _ID.match(e) and (containers_dir / e / "config.json").exists()]
+    return [e for e in entries if is_id(e) and (containers_dir / e / "config.json").exists()]

@@ -8,21 +8,31 @@ talks to a registry: that is :mod:`.pull`.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from .mediatypes import OCI_LAYER_GZIP
+from .records import record
 
+try:
+    # The builtin module: no OpenSSL to load (hashlib's ≈ 4 ms on every `cellbox run`).
+    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:  # Python 3.12+ calls it _sha2
+    from hashlib import sha256 as _sha256
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
+
     from .settings import Settings
     from .store import Store
     from .storegc import PruneReport, RemoveReport
 
+# mediatypes.OCI_LAYER_GZIP, spelled out: mediatypes imports typing, which reading an image
+# does not otherwise need (tests/unit/test_store_lean.py checks that the two agree).
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
 __all__ = [
+    "OCI_LAYER_GZIP",
     "HistoryEntry",
     "Image",
     "Layer",
@@ -32,8 +42,14 @@ __all__ = [
     "list_images",
     "prune_store",
     "remove_image",
+    "sha256_hex",
     "tag_image",
 ]
+
+
+def sha256_hex(data: bytes) -> str:
+    """The hex SHA-256 of ``data``."""
+    return str(_sha256(data).hexdigest())
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -47,11 +63,11 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
             out.append(diff_id)
         else:
             text = f"{out[-1]} {diff_id}".encode()
-            out.append("sha256:" + hashlib.sha256(text).hexdigest())
+            out.append("sha256:" + sha256_hex(text))
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layer:
     """One layer of an image, unpacked in the store."""
 
@@ -64,6 +80,8 @@ class Layer:
 
     def info(self) -> dict[str, Any]:
         """The layer's layer.json (diff_id, digest, sizes, entries), {} if unreadable."""
+        import json
+
         try:
             data = json.loads((self.path.parent / "layer.json").read_text())
         except (OSError, ValueError):
@@ -71,7 +89,7 @@ class Layer:
         return data if isinstance(data, dict) else {}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Image:
     """An image in the store: its manifest digest, config and layers (bottom first)."""
 
@@ -81,7 +99,7 @@ class Image:
     layers: tuple[Layer, ...]  # bottom first
     config_digest: str = ""
     index_digest: str | None = None  # the index (manifest list) the tag pointed at, if any
-    references: tuple[str, ...] = field(default=())  # every name it is stored under
+    references: tuple[str, ...] = ()  # every name it is stored under
     added: str = ""  # when it entered the store (RFC 3339)
 
     def lower_dirs(self) -> list[Path]:
@@ -106,7 +124,7 @@ class Image:
         return "/".join(parts)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HistoryEntry:
     """One step of an image's history, like a row of ``docker history``."""
 

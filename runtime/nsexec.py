@@ -26,17 +26,25 @@ is refused to a process whose threads share its file-system context. In order:
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
 import stat
-from collections.abc import Mapping, Sequence
-from typing import Any
 
-from . import linux, workload
+from . import _leanjson as json
+from . import cgroupjoin, linux, workload
 from .errors import ContainerStateError, SandboxError
-from .ptyrelay import Relay
+
+# The plain exec (no tty, no control fd) is the hot path: no typing, json, signal.py or
+# ptyrelay (with its json, enum and typing) is imported for it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .ptyrelay import Relay
+else:
+    import _signal as signal
 
 __all__ = ["exec_in", "namespace_flags"]
 
@@ -108,14 +116,9 @@ def _enter(pid: int, pidfd: int, flags: int) -> None:
 
 
 def _join_cgroups(cgroup_procs: Sequence[str]) -> None:
-    me = str(os.getpid()).encode()
     for path in cgroup_procs:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, me)
-            finally:
-                os.close(fd)
+            cgroupjoin.join([path])
         except OSError as exc:
             raise SandboxError(f"cannot join the container's cgroup {path}: {exc}") from exc
 
@@ -147,13 +150,41 @@ def _copy_winsize(master: int) -> None:
 
 
 def _process_dict(process: Any) -> dict[str, Any]:
-    if isinstance(process, Mapping):
+    if isinstance(process, dict):
         return dict(process)
     to_dict = getattr(process, "to_dict", None)
     if to_dict is None:
         raise TypeError("process must be a ProcessSpec or a dict")
     result: dict[str, Any] = to_dict()
     return result
+
+
+_FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+              signal.SIGUSR2)
+
+
+def _wait_forwarding(child: int) -> int:
+    """Wait for ``child`` (it uses our stdio), forwarding the signals the relay forwards.
+
+    What :class:`.ptyrelay.Relay` does without a pty or control fd, without its imports.
+    """
+
+    def forward(signum: int, _frame: object) -> None:
+        try:  # noqa: SIM105 - no contextlib on the exec path
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    old = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
+    try:
+        # PEP 475: a signal interrupts waitpid, runs `forward`, and the wait goes on.
+        _, status = os.waitpid(child, 0)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
 
 
 def exec_in(
@@ -188,7 +219,12 @@ def exec_in(
             raise ContainerStateError(f"the container is not running (pid {pid} was reused)")
         linux.set_dumpable(False)
         _join_cgroups(cgroup_procs)
-        host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        relay_type: type[Relay] | None = None
+        if spec.get("tty") or control_fd is not None:
+            # Imported here, while the package is still reachable: not once we are in the
+            # container's mount namespace. The plain exec needs no relay (nor its imports).
+            from .ptyrelay import Relay as relay_type
+            host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             _enter(pid, pidfd, namespace_flags(pid))
         except OSError as exc:
@@ -221,13 +257,16 @@ def exec_in(
             failure = json.loads(report)
             code = int(failure["exit_code"])
             if control_fd is not None:  # the caller learns the status on the usual channel
-                with contextlib.suppress(OSError):
+                try:  # noqa: SIM105 - no contextlib on the exec path
                     os.write(control_fd, json.dumps({"event": "exit", "status": code}).encode()
                              + b"\n")
+                except OSError:
+                    pass
             raise SandboxError(str(failure["error"]), code)
-        relay = Relay(child, master=master if master >= 0 else None, control_fd=control_fd,
-                      host_proc=host_proc, slave_rdev=slave_rdev)
-        return relay.run()
+        if relay_type is None:
+            return _wait_forwarding(child)
+        return relay_type(child, master=master if master >= 0 else None, control_fd=control_fd,
+                          host_proc=host_proc, slave_rdev=slave_rdev).run()
     finally:
         for fd in (pidfd, master, slave, host_proc):
             if fd >= 0:

@@ -46,6 +46,9 @@ _preload_lock = threading.Lock()
 def preload() -> None:
     """Start importing pyroute2 in a background thread (idempotent; never raises)."""
     global _preload_thread
+    from . import sitepath
+
+    sitepath.ensure()  # here, not in the thread: it sets up sys.path for the import
     with _preload_lock:
         if _preload_thread is None and "pyroute2.iproute.linux" not in sys.modules:
             _preload_thread = threading.Thread(
@@ -60,6 +63,9 @@ def _import_quietly() -> None:
 
 
 def _iproute() -> Any:
+    from . import sitepath
+
+    sitepath.ensure()
     try:
         from pyroute2.iproute.linux import IPRoute
     except ImportError as exc:
@@ -70,14 +76,31 @@ def _iproute() -> Any:
 
 
 def _netlink_error() -> type[Exception]:
+    from . import sitepath
+
+    sitepath.ensure()
     from pyroute2.netlink.exceptions import NetlinkError
 
     return NetlinkError  # type: ignore[no-any-return]
 
 
 def _loop_running() -> bool:
-    asyncio = sys.modules.get("asyncio")
-    return asyncio is not None and asyncio._get_running_loop() is not None
+    """Whether this thread runs an asyncio loop — without importing asyncio.
+
+    Asks ``asyncio.events`` only if it is there, and tolerates finding it half imported:
+    :func:`preload` may be importing pyroute2, and with it asyncio, in another thread
+    right now ("partially initialized module 'asyncio'"). That is safe to read as "no
+    loop": a thread can only run a loop once asyncio has been imported completely, so
+    while the first import is still under way no thread runs one.
+    """
+    events = sys.modules.get("asyncio.events")
+    get_running_loop = getattr(events, "_get_running_loop", None)
+    if get_running_loop is None:
+        return False
+    try:
+        return get_running_loop() is not None
+    except AttributeError:  # its thread-local not created yet: mid-import, as above
+        return False
 
 
 def _in_thread(fn: Callable[[], T], name: str) -> T:
@@ -271,6 +294,9 @@ def configure_container(
     docstring), so the calling thread's namespace never changes.
     """
     path = f"/proc/{pid}/ns/net"
+    from . import sitepath
+
+    sitepath.ensure()  # in this thread: the worker only imports
 
     def work() -> None:
         from pyroute2.netns import setns

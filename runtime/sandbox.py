@@ -8,12 +8,14 @@
     handle = start_sandbox(spec, on_created=lambda pid: network.attach(..., pid, ...))
     status = handle.wait()          # ExitStatus(code=0, signal=None, oom_killed=False)
 
-:func:`start_sandbox` writes the spec to ``state_dir/sandbox.json`` and spawns the init
-(``python -I -S runtime/_boot.py _init SPEC UP DOWN``: ``-S`` skips site and the editable
-install's import hook, ~20 ms; ``_boot`` imports ``cellbox.runtime._init`` from this
-package's own directory) with subprocess — never ``preexec_fn``, callers may be
-multithreaded — in a new session with every other fd closed. The sync protocol over two
-pipes (JSON lines):
+:func:`start_sandbox` writes the spec to ``state_dir/sandbox.json`` and starts the init:
+the one the ``cellbox`` command forked ahead, if there is one to take (:mod:`.initfork`:
+a single-threaded command forks first thing; the start message gives it the spec's path
+and its stdio), else it spawns one (``python -I -S runtime/_boot.py _init SPEC UP DOWN``:
+``-S`` skips site and the editable install's import hook, ~20 ms; ``_boot`` imports
+``cellbox.runtime._init`` from this package's own directory) with subprocess — never
+``preexec_fn``, callers may be multithreaded — in a new session with every other fd
+closed. The sync protocol over two pipes (JSON lines):
 
 1. the init joins the cgroups; rootless, it enters a new user namespace and says
    ``{"userns": pid}``, the host writes the id maps (:mod:`userns`) and answers
@@ -46,19 +48,37 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import select
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
-from . import linux
-from .errors import SandboxError
+from . import _leanjson as json
+from . import initfork
+from .errors import SandboxError, SyscallError
+from .records import asdict, field, fields, record
+
+# `cellbox run` pays for every import here: no json (the C scanner does), typing,
+# signal.py (its enums), ctypes (os and _signal have the pidfd calls) or subprocess
+# (only to spawn an init; a pre-forked one needs none).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    import subprocess
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    class InitProcess(Protocol):
+        """The container's init process as the host sees it (``subprocess.Popen`` or
+        :class:`.initfork.ForkedInit`): it exits once it has forked PID 1."""
+
+        pid: int
+
+        def poll(self) -> int | None: ...
+        def wait(self) -> int: ...
+        def kill(self) -> None: ...
+else:
+    import _signal as signal
 
 __all__ = [
     "DEFAULT_NAMESPACES",
@@ -81,7 +101,7 @@ ETC_DIR_NAME = "etc"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-@dataclass
+@record
 class MountSpec:
     """A bind mount of a host path, or a tmpfs, at ``destination`` inside the container.
 
@@ -97,7 +117,7 @@ class MountSpec:
     options: list[str] = field(default_factory=list)  # tmpfs: "size=64m", "mode=1777"
 
 
-@dataclass
+@record
 class ProcessSpec:
     """What runs in the container, and with which privileges.
 
@@ -125,11 +145,11 @@ class ProcessSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProcessSpec:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in data.items() if k in fields(cls)}
         return cls(**known)
 
 
-@dataclass
+@record
 class SandboxSpec:
     """Everything the init needs to build one container. JSON via to_json/from_json.
 
@@ -164,23 +184,23 @@ class SandboxSpec:
     gid_map: list[tuple[int, int, int]] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> SandboxSpec:
         data = json.loads(text)
         data["process"] = ProcessSpec.from_dict(data.get("process") or {})
-        mount_fields = MountSpec.__dataclass_fields__
+        mount_fields = fields(MountSpec)
         data["mounts"] = [MountSpec(**{k: v for k, v in m.items() if k in mount_fields})
                           for m in data.get("mounts") or []]
         for key in ("uid_map", "gid_map"):
             if data.get(key) is not None:
                 data[key] = [tuple(entry) for entry in data[key]]
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in data.items() if k in fields(cls)}
         return cls(**known)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExitStatus:
     """How a container's workload ended: ``code`` is 128+signal for a signal, like a shell."""
 
@@ -206,6 +226,22 @@ def read_exit_status(state_dir: str) -> ExitStatus | None:
         return None
 
 
+def _pidfd_open(pid: int) -> int:
+    """pidfd_open(2), as :func:`.linux.pidfd_open` (errors included), without ctypes."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError as exc:
+        raise SyscallError(exc.errno or 0, f"pidfd_open({pid})") from None
+
+
+def _pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """pidfd_send_signal(2), as :func:`.linux.pidfd_send_signal`, without ctypes."""
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except OSError as exc:
+        raise SyscallError(exc.errno or 0, f"pidfd_send_signal(sig {sig})") from None
+
+
 def _start_time(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -224,7 +260,7 @@ class SandboxHandle:
     """
 
     def __init__(self, spec: SandboxSpec, pid: int, pidfd: int,
-                 init_process: subprocess.Popen[bytes]) -> None:
+                 init_process: InitProcess) -> None:
         self.spec = spec
         self.pid = pid
         self.pidfd = pidfd
@@ -252,7 +288,9 @@ class SandboxHandle:
                 return None
         status = read_exit_status(self.spec.state_dir)
         if status is None:
-            raw = linux.pidfd_exit_code(self.pidfd)
+            from .linux import pidfd_exit_code  # ctypes: only for this rare case
+
+            raw = pidfd_exit_code(self.pidfd)
             if raw is not None:
                 status = ExitStatus.from_wait_status(raw)
             else:
@@ -263,7 +301,7 @@ class SandboxHandle:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to PID 1, which forwards it to the workload."""
         try:
-            linux.pidfd_send_signal(self.pidfd, sig)
+            _pidfd_send_signal(self.pidfd, sig)
         except OSError as exc:
             if exc.errno != errno.ESRCH:  # ESRCH: it has exited already
                 raise
@@ -292,7 +330,7 @@ def signal_container(pid: int, sig: int, start_time: int | None = None) -> bool:
     after a pidfd pinned it.
     """
     try:
-        pidfd = linux.pidfd_open(pid)
+        pidfd = _pidfd_open(pid)
     except OSError as exc:
         if exc.errno == errno.ESRCH:
             return False
@@ -300,7 +338,7 @@ def signal_container(pid: int, sig: int, start_time: int | None = None) -> bool:
     try:
         if start_time is not None and _start_time(pid) != start_time:
             return False
-        linux.pidfd_send_signal(pidfd, sig)
+        _pidfd_send_signal(pidfd, sig)
         return True
     except OSError as exc:
         if exc.errno == errno.ESRCH:
@@ -409,27 +447,14 @@ def start_sandbox(
     then.
     """
     spec_path = _prepare_state(spec)
-    up_r, up_w = os.pipe()
-    down_r, down_w = os.pipe()
-    log_fd = -1
-    if attach:
-        stdio: dict[str, Any] = {"stdin": None if stdin else subprocess.DEVNULL,
-                                 "stdout": None, "stderr": None}
+    log_path = None if attach else os.path.join(spec.state_dir, INIT_LOG_NAME)
+    proc: InitProcess
+    forked = initfork.take()
+    if forked is not None and _send_start(forked, spec_path, log_path, stdin):
+        proc = forked
+        up_r, down_w = forked.hand_over()
     else:
-        # The init's own complaints (a Python traceback) go to init.log in the state dir.
-        log_fd = os.open(os.path.join(spec.state_dir, INIT_LOG_NAME),
-                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        stdio = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": log_fd}
-    argv = [sys.executable, "-I", "-S", os.path.join(_PACKAGE_DIR, "_boot.py"), "_init",
-            spec_path, str(up_w), str(down_r)]
-    try:
-        proc = subprocess.Popen(argv, pass_fds=(up_w, down_r), close_fds=True,
-                                start_new_session=True, **stdio)
-    finally:
-        os.close(up_w)
-        os.close(down_r)
-        if log_fd >= 0:
-            os.close(log_fd)
+        proc, up_r, down_w = _spawn_init(spec_path, log_path, stdin)
     channel = _Channel(up_r, down_w, time.monotonic() + timeout)
     pidfd = -1
     try:
@@ -438,7 +463,7 @@ def start_sandbox(
     except BaseException:
         if pidfd >= 0:
             with contextlib.suppress(OSError):
-                linux.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
         if proc.poll() is None:
             proc.kill()
@@ -449,7 +474,52 @@ def start_sandbox(
     return SandboxHandle(spec, pid, pidfd, proc)
 
 
-def _handshake(spec: SandboxSpec, channel: _Channel, proc: subprocess.Popen[bytes],
+def _send_start(forked: initfork.ForkedInit, spec_path: str, log_path: str | None,
+                stdin: bool) -> bool:
+    """Hand the pre-forked init its container; False (pipes closed) if it is gone."""
+    message = {"spec": spec_path, "log": log_path, "stdin": stdin}
+    try:
+        os.write(forked.down_w, json.dumps(message).encode() + b"\n")
+    except BrokenPipeError:
+        forked.close_pipes()
+        forked.wait()
+        return False
+    return True
+
+
+def _spawn_init(spec_path: str, log_path: str | None,
+                stdin: bool) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Start ``python -I -S _boot.py _init SPEC UP DOWN``; (process, up_r, down_w)."""
+    import subprocess
+
+    up_r, up_w = os.pipe()
+    down_r, down_w = os.pipe()
+    log_fd = -1
+    if log_path is None:  # attached: the init shares our stdio
+        stdio: dict[str, Any] = {"stdin": None if stdin else subprocess.DEVNULL,
+                                 "stdout": None, "stderr": None}
+    else:
+        # The init's own complaints (a Python traceback) go to init.log in the state dir.
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        stdio = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": log_fd}
+    argv = [sys.executable, "-I", "-S", os.path.join(_PACKAGE_DIR, "_boot.py"), "_init",
+            spec_path, str(up_w), str(down_r)]
+    try:
+        proc = subprocess.Popen(argv, pass_fds=(up_w, down_r), close_fds=True,
+                                start_new_session=True, **stdio)
+    except BaseException:
+        os.close(up_r)
+        os.close(down_w)
+        raise
+    finally:
+        os.close(up_w)
+        os.close(down_r)
+        if log_fd >= 0:
+            os.close(log_fd)
+    return proc, up_r, down_w
+
+
+def _handshake(spec: SandboxSpec, channel: _Channel, proc: InitProcess,
                on_created: Callable[[int], None] | None,
                go: dict[str, Any]) -> tuple[int, int]:
     pid = 0
@@ -474,7 +544,7 @@ def _handshake(spec: SandboxSpec, channel: _Channel, proc: subprocess.Popen[byte
                 channel.send({"mapped": True})
             elif "pid" in message:
                 pid = int(message["pid"])
-                pidfd = linux.pidfd_open(pid)
+                pidfd = _pidfd_open(pid)
                 proc.wait()  # the init exits right after forking PID 1
                 if on_created is not None:
                     on_created(pid)
@@ -489,6 +559,6 @@ def _handshake(spec: SandboxSpec, channel: _Channel, proc: subprocess.Popen[byte
     except BaseException:
         if pidfd >= 0:
             with contextlib.suppress(OSError):
-                linux.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
         raise

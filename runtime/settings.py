@@ -26,11 +26,11 @@ The TOML file uses the same names in lower case without the prefix: ``root``,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
 from .rawsettings import config_file, default_root, default_run, is_rootless, read_config_file
+from .records import field, record
 
 __all__ = ["Settings", "is_rootless"]
 
@@ -49,7 +49,7 @@ def _positive(value: str, what: str) -> int:
     return number
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     """The resolved configuration. Build it with :meth:`load`."""
 

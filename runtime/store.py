@@ -27,28 +27,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import os
-import re
-import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import mediatypes as mt
+from . import _leanjson
 from .errors import ImageNotFound, InvalidReference, StoreError
-from .images import Image, Layer, chain_ids
-from .locks import FileLock, hold_all, locked
-from .reference import Reference
-from .settings import Settings, is_rootless
+from .images import OCI_LAYER_GZIP, Image, Layer, chain_ids, sha256_hex
+from .rawsettings import is_rootless
 
+# `cellbox run` reads the store and must start fast: reading imports only the above
+# (no json, re, hashlib/OpenSSL, typing, tempfile, shutil, datetime, reference parsing,
+# locks or layer code). Writers import what they need where they need it.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    # Only writers need these; `cellbox run` reads the store and must start fast.
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from typing import Any, BinaryIO
+
+    from . import mediatypes as mt
     from .layers import ApplyOptions, LayerStats
+    from .reference import Reference
+    from .settings import Settings
     from .storegc import PruneReport, RemoveReport
 
 __all__ = [
@@ -59,8 +57,7 @@ __all__ = [
     "hex_of",
 ]
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
+_HEX = frozenset("0123456789abcdef")
 _INDEX_VERSION = 1
 _MAX_JSON_BLOB = 16 << 20
 # Temp entries of other writers (not ours) are only removed once this old.
@@ -70,13 +67,21 @@ _OWN_TMP = ("txn-", "trash-", "index-")
 
 def hex_of(digest: str) -> str:
     """The hex part of ``sha256:<hex>``; StoreError for anything else (it becomes a path)."""
-    if not _DIGEST.fullmatch(digest):
+    if len(digest) != 71 or not digest.startswith("sha256:") or not _HEX.issuperset(digest[7:]):
         raise StoreError(f"not a sha256 digest: {digest[:80]!r}")
     return digest[7:]
 
 
+def _id_prefix(text: str) -> str | None:
+    """The hex of a digest or image id prefix (``sha256:3f57`` or ``3f57d9``), else None."""
+    hex_part = text.removeprefix("sha256:")
+    return hex_part if 4 <= len(hex_part) <= 64 and _HEX.issuperset(hex_part) else None
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _fsync_write(fd: int, data: bytes) -> None:
@@ -94,6 +99,8 @@ class Transaction:
     """
 
     def __init__(self, store: Store) -> None:
+        import tempfile
+
         self.store = store
         self.dir = Path(tempfile.mkdtemp(prefix="txn-", dir=store.tmp))
         self._blobs: dict[str, Path] = {}
@@ -112,7 +119,7 @@ class Transaction:
 
     def stage_bytes(self, data: bytes) -> str:
         """Stage a small blob (config, manifest); return its digest."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = "sha256:" + sha256_hex(data)
         path = self.blob_path(digest)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -129,6 +136,8 @@ class Transaction:
         return path
 
     def stage_layer(self, chain_id: str, path: Path, info: dict[str, Any]) -> None:
+        import json
+
         data = json.dumps(info, indent=1, sort_keys=True).encode()
         (path / "layer.json").write_bytes(data)
         self._layers[chain_id] = path
@@ -167,7 +176,8 @@ class Transaction:
 class Store:
     """The image store under ``root`` (``Settings.root``)."""
 
-    def __init__(self, root: Path, *, options: ApplyOptions | None = None) -> None:
+    def __init__(self, root: Path, *, options: ApplyOptions | None = None,
+                 caps: tuple[int, int] | None = None) -> None:
         self.root = Path(root)
         self.blobs = self.root / "blobs" / "sha256"
         self.layers = self.root / "layers"
@@ -176,28 +186,29 @@ class Store:
         self.index_path = self.root / "images.json"
         self.containers = self.root / "containers"
         self._options = options
+        self._caps = caps  # (max_bytes, max_entries) for options, when made
 
     @property
     def options(self) -> ApplyOptions:
         """How layers are applied here (rootless or not, the caps)."""
         if self._options is None:
-            from .layers import ApplyOptions
+            from .layers import ApplyOptions  # the layer code: only for writers
 
-            self._options = ApplyOptions(rootless=is_rootless())
+            if self._caps is None:
+                self._options = ApplyOptions(rootless=is_rootless())
+            else:
+                self._options = ApplyOptions(rootless=is_rootless(), max_bytes=self._caps[0],
+                                             max_entries=self._caps[1])
         return self._options
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Store:
         """The store of ``settings`` (default: Settings.load()), with its layer caps."""
-        from .layers import ApplyOptions
+        if settings is None:
+            from .settings import Settings
 
-        settings = settings or Settings.load()
-        options = ApplyOptions(
-            rootless=is_rootless(),
-            max_bytes=settings.layer_max_bytes,
-            max_entries=settings.layer_max_entries,
-        )
-        return cls(settings.root, options=options)
+            settings = Settings.load()
+        return cls(settings.root, caps=(settings.layer_max_bytes, settings.layer_max_entries))
 
     # -- paths and lookups ---------------------------------------------------------------
 
@@ -230,7 +241,7 @@ class Store:
             ) from None
         except OSError as exc:
             raise StoreError(f"cannot read blob {path}: {exc.strerror}") from exc
-        if len(data) > max_size or "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if len(data) > max_size or "sha256:" + sha256_hex(data) != digest:
             raise StoreError(
                 f"blob {digest[:19]} in {self.root} is corrupt; remove the image and pull it "
                 "again"
@@ -239,7 +250,7 @@ class Store:
 
     def _read_json_blob(self, digest: str) -> dict[str, Any]:
         try:
-            value = json.loads(self.read_blob(digest))
+            value = _leanjson.loads(self.read_blob(digest))
         except ValueError as exc:
             raise StoreError(f"blob {digest[:19]} in {self.root} is not JSON") from exc
         if not isinstance(value, dict):
@@ -250,7 +261,7 @@ class Store:
 
     def read_index(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.index_path.read_bytes())
+            data = _leanjson.loads(self.index_path.read_bytes())
         except FileNotFoundError:
             return {"version": _INDEX_VERSION, "references": {}, "images": {}}
         except (OSError, ValueError) as exc:
@@ -268,6 +279,11 @@ class Store:
     @contextlib.contextmanager
     def update_index(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write images.json under its lock; written atomically at the end."""
+        import json
+        import tempfile
+
+        from .locks import locked
+
         self.tmp.mkdir(parents=True, exist_ok=True)
         with locked(self.locks / "images.lock"):
             index = self.read_index()
@@ -316,7 +332,7 @@ class Store:
                     chain_id=chain_id,
                     size=int(descriptor.get("size", 0)),
                     path=self.layer_path(chain_id) / "diff",
-                    media_type=str(descriptor.get("mediaType", mt.OCI_LAYER_GZIP)),
+                    media_type=str(descriptor.get("mediaType", OCI_LAYER_GZIP)),
                 )
             )
         names = tuple(
@@ -335,16 +351,19 @@ class Store:
 
     def lookup(self, index: dict[str, Any], ref: str | Reference) -> tuple[str, str] | None:
         """(manifest digest, reference string) of ``ref`` in ``index``, or None."""
+        from .reference import Reference  # not before: a digest or id needs no parsing
+
         text = str(ref)
         images: dict[str, Any] = index["images"]
-        if isinstance(ref, str) and (match := _ID_PREFIX.fullmatch(ref)):
+        prefix = _id_prefix(ref) if isinstance(ref, str) else None
+        if isinstance(ref, str) and prefix is not None:
             # a digest or an id prefix, like docker's `rmi 3f57d9401f8d`
-            hits = sorted(d for d in images if d[7:].startswith(match.group(1)))
+            hits = sorted(d for d in images if d[7:].startswith(prefix))
             if not hits:
                 hits = sorted(
                     d
                     for d, r in images.items()
-                    if str(r.get("config", ""))[7:].startswith(match.group(1))
+                    if str(r.get("config", ""))[7:].startswith(prefix)
                 )
             if len(hits) == 1:
                 return hits[0], ""
@@ -355,7 +374,7 @@ class Store:
         try:
             parsed = ref if isinstance(ref, Reference) else Reference.parse(text)
         except InvalidReference:
-            if isinstance(ref, str) and _ID_PREFIX.fullmatch(ref):
+            if prefix is not None:
                 return None
             raise
         name = str(parsed)
@@ -386,7 +405,7 @@ class Store:
         """The stored image named ``ref``; :class:`ImageNotFound` (with a hint) if absent."""
         image = self.find_image(ref)
         if image is None:
-            shown = ref.familiar if isinstance(ref, Reference) else ref
+            shown = ref if isinstance(ref, str) else ref.familiar
             raise ImageNotFound(
                 f"image {shown!r} is not in the store ({self.root}); "
                 f"pull it first: cellbox pull {shown}"
@@ -427,6 +446,10 @@ class Store:
         Holds the store's gc lock shared, so ``rmi``/``prune`` wait. When no other writer
         is active, leftovers of killed writers in tmp/ are removed first.
         """
+        import shutil
+
+        from .locks import FileLock
+
         self.ensure_dirs()
         gc = FileLock(self.locks / "gc.lock")
         if gc.acquire(shared=False, blocking=False):
@@ -452,6 +475,8 @@ class Store:
         A container being created should hold this from reading the image until its
         config.json (with the layers' chain ids) is written.
         """
+        from .locks import locked
+
         self.ensure_dirs()
         with locked(self.locks / "gc.lock", shared=True):
             yield
@@ -469,8 +494,10 @@ class Store:
         deterministically (equal tars give equal blobs); a compressed one is stored as it
         is. The tar is applied as safely as a pulled one. Returns the :class:`Layer`.
         """
+        from . import mediatypes as mt
         from .layerio import LayerReader, iter_file
         from .layers import apply_layer
+        from .locks import hold_all
 
         chunks = iter_file(tar_stream) if hasattr(tar_stream, "read") else tar_stream
         if parent_chain_id is not None and not self.has_layer(parent_chain_id):
@@ -531,6 +558,11 @@ class Store:
         diff_ids. ``reference`` ("" or None: untagged) is pointed at the new manifest.
         Returns the image; its manifest is blob ``image.digest`` (what a push uploads).
         """
+        import json
+
+        from . import mediatypes as mt
+        from .reference import Reference
+
         config = dict(config)
         diff_ids = [layer.diff_id for layer in layers]
         rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": diff_ids})
@@ -575,6 +607,8 @@ class Store:
 
     def tag(self, source: str | Reference, target: str | Reference) -> Image:
         """Name the stored image ``source`` also ``target`` (moving ``target`` if taken)."""
+        from .reference import Reference
+
         image = self.get_image(source)
         name = str(target if isinstance(target, Reference) else Reference.parse(target))
         with self.using(), self.update_index() as index:  # no prune while writing
@@ -603,6 +637,9 @@ class Store:
 
     def clean_tmp(self) -> list[str]:
         """Remove leftovers of killed writers. Call with the gc lock held exclusively."""
+        import shutil
+        import time
+
         removed = []
         now = time.time()
         for entry in _scandir(self.tmp):

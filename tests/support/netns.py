@@ -8,7 +8,6 @@ namespace with ``nsenter --net``: a TCP or UDP echo-who-you-are server and a cli
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cellbox.runtime import network
+from cellbox.runtime.records import replace
 from cellbox.runtime.settings import Settings
 
 from tests.support import netscope
@@ -177,7 +177,7 @@ def bridge_env(run_dir: Path) -> Iterator[tuple[Settings, Holders]]:
     table (checked), and ``net.ipv4.ip_forward`` gets back the value it had.
     """
     forward = _ip_forward()
-    settings = dataclasses.replace(Settings.load(), run=run_dir)
+    settings = replace(Settings.load(), run=run_dir)
     holders = Holders()
     try:
         yield settings, holders

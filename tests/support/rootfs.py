@@ -50,6 +50,7 @@ def unpacked(name: str) -> Path:
 
 def new_spec(base: Path, lower: Path | list[Path], args: list[str], **kw: Any) -> Any:
     """A SandboxSpec with fresh upper/work/state dirs under ``base``."""
+    from cellbox.runtime.records import fields
     from cellbox.runtime.sandbox import ProcessSpec, SandboxSpec
 
     scope = os.environ.get("CELLBOX_TEST_SCOPE", "cbxtest")
@@ -57,7 +58,7 @@ def new_spec(base: Path, lower: Path | list[Path], args: list[str], **kw: Any) -
     root = Path(tempfile.mkdtemp(prefix=f"sbx-{scope}-", dir=base))
     for d in ("upper", "work", "state"):
         (root / d).mkdir()
-    process_kw = {k: kw.pop(k) for k in list(kw) if k in ProcessSpec.__dataclass_fields__}
+    process_kw = {k: kw.pop(k) for k in list(kw) if k in fields(ProcessSpec)}
     process_kw.setdefault("env", [f"PATH={DEFAULT_PATH}"])
     lowers = [str(p) for p in lower] if isinstance(lower, list) else [str(lower)]
     kw.setdefault("hostname", "sbxhost")
