@@ -2,8 +2,9 @@
 
 :class:`KernelIO` connects a running cell to the notebook: text to the cell's
 :class:`~cellbox.kernel.output.CellOutput`, ``clear`` to ``clear_output``, ``display``
-files (read safely by :mod:`~cellbox.kernel.display`) to ``display_data``, and reads of
-the terminal to ``input_request`` s. :class:`Collector` keeps a query's output (completion,
+files (read safely by :mod:`~cellbox.kernel.display`, then judged by the container's
+:class:`~cellbox.kernel.policy.OutputPolicy`) to ``display_data``, and reads of the
+terminal to ``input_request`` s. :class:`Collector` keeps a query's output (completion,
 inspection) instead.
 """
 
@@ -13,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .display import DisplayError, read_display, to_bundle
+from .display import DisplayError, read_display, sniff
 from .output import CellOutput
+from .policy import OutputPolicy
 from .protocol import DisplayRequest
 
 __all__ = ["CLEAR_SCREEN", "Collector", "KernelIO"]
@@ -34,12 +36,19 @@ class KernelIO:
         publish: Callable[[str, dict[str, Any]], None],
         note: Callable[[str], None],
         ask: Callable[[bool], Awaitable[str | None]] | None,
+        policy: OutputPolicy | None = None,
+        trust_note: str = "",
+        flush: Callable[[], None] | None = None,
     ) -> None:
         self.out = out
         self.out_dir = out_dir
         self._publish = publish  # (msg type, content) on iopub, under the cell
         self._note = note  # a line of the kernel's own, on the stderr stream
         self._ask = ask  # None when the frontend cannot answer input requests
+        self._policy = policy or OutputPolicy()
+        self._trust_note = trust_note  # said once a cell shows unfiltered output
+        self._trust_said = False
+        self._flush = flush  # send what waits for the iopub rate limit
 
     def output(self, text: str) -> None:
         if CLEAR_SCREEN in text:  # `clear`: what was shown goes, as on a terminal
@@ -47,21 +56,35 @@ class KernelIO:
             self.out.write(before)
             self.out.flush()
             self._publish("clear_output", {"wait": False})
+            self._trust_said = False  # cleared with the rest: say it again when it applies
         self.out.write(text)
 
     def display(self, request: DisplayRequest) -> None:
         self.out.flush()
         try:
-            bundle = to_bundle(read_display(self.out_dir, request), request.mime, request.name)
+            data = read_display(self.out_dir, request)
         except DisplayError as exc:
             self._note(f"{exc}\n")
             return
-        self._publish("display_data", {"data": bundle, "metadata": {}})
+        mime = request.mime or sniff(data)
+        if mime is None:
+            self._note(f"display: cannot tell what {request.name} is; use -t TYPE\n")
+            return
+        verdict = self._policy.file(data, mime)
+        for line in verdict.notes:
+            self._note(line + "\n")
+        if verdict.trusted and self._trust_note and not self._trust_said:
+            self._trust_said = True
+            self._note(self._trust_note + "\n")
+        if verdict.data:
+            self._publish("display_data", {"data": verdict.data, "metadata": verdict.metadata})
 
     async def read_input(self, password: bool) -> str | None:
         if self._ask is None:
             return None  # end of file, not a hang
         self.out.flush()
+        if self._flush is not None:
+            self._flush()  # the prompt the program printed must show before the question
         return await self._ask(password)
 
 

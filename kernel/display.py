@@ -11,8 +11,11 @@ about it is trusted:
   of the exchange directory is refused, so a container cannot make the kernel read a host
   file; ``O_NONBLOCK`` and a regular-file check keep a FIFO or a device from hanging it;
 * at most ``max_bytes`` are read;
-* the type the container claims is checked against the bytes (a "PNG" must start like
-  one), and unknown types are refused; HTML is sanitised (nh3) before it is shown.
+* what the bytes may become is the container's output policy's decision
+  (:class:`~cellbox.kernel.policy.OutputPolicy`, applied by
+  :class:`~cellbox.kernel.cellio.KernelIO`): images decoded and size-checked, markup
+  sanitised, scripts and unknown types dropped. :func:`sniff` guesses a type that was not
+  claimed; :func:`to_bundle` is a plain conversion without that policy.
 
 The file is removed once read.
 """

@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import comm
@@ -82,7 +82,10 @@ from .magics import (
     parse_cell,
 )
 from .output import DEFAULT_LIMIT, CellOutput
+from .policy import OutputPolicy, trust_note
+from .policy_text import TerminalText, clean_text
 from .progress import PullProgress
+from .ratelimit import DEFAULT_CELL_LIMIT, DEFAULT_RATE, CellBudget, IopubGate
 from .session import NotebookContainer, NotebookSession, notebook_path
 from .shell import CellResult, Shell, ShellError
 from .syntax import is_complete
@@ -149,6 +152,14 @@ class CellboxKernel(Kernel):
     query_timeout = Float(5.0, help="Seconds a completion or inspection may take.").tag(
         config=True
     )
+    cell_output_limit = Integer(
+        int(os.environ.get("CELLBOX_CELL_OUTPUT_LIMIT", DEFAULT_CELL_LIMIT)),
+        help="Bytes of text and display items one cell may send; the rest is dropped.",
+    ).tag(config=True)
+    iopub_rate = Float(
+        float(os.environ.get("CELLBOX_IOPUB_RATE", DEFAULT_RATE)),
+        help="iopub messages a second one cell may send (text waiting is coalesced).",
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
@@ -282,6 +293,7 @@ class CellboxKernel(Kernel):
         }
 
     def _error(self, request: _Request, ename: str, evalue: str, silent: bool) -> dict[str, Any]:
+        evalue = clean_text(evalue)  # it may quote what a container printed
         traceback = [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]
         content = {"ename": ename, "evalue": evalue, "traceback": traceback}
         if not silent:
@@ -333,13 +345,19 @@ class CellboxKernel(Kernel):
             await progress.stop()
         for note in notes:
             self._stream(request, note + "\n")
+        if spec.trust_output:
+            self._stream(request, trust_note(entry.name) + "\n", "stderr")
         return entry
 
     async def _cell_container(self, spec: ContainerSpec, request: _Request) -> NotebookContainer:
         """``%%container NAME_OR_IMAGE``: an existing container by name, else an image's."""
-        if spec == ContainerSpec(image=spec.image):  # no options: maybe a name
+        if replace(spec, trust_output=False) == ContainerSpec(image=spec.image):  # maybe a name
             entry = await self._wait(self.notebook.attach(spec.image))
             if entry is not None:
+                if spec.trust_output != entry.spec.trust_output:
+                    entry.spec = replace(entry.spec, trust_output=spec.trust_output)
+                    if spec.trust_output:
+                        self._stream(request, trust_note(entry.name) + "\n", "stderr")
                 return entry
         return await self._declare(spec, request)
 
@@ -418,6 +436,7 @@ class CellboxKernel(Kernel):
                     asyncio.to_thread(commands.commit, container, magic.reference, magic.message)
                 )
         out = CellOutput(lambda t: self._stream(request, t), limit=self.output_limit)
+        text = clean_text(text)  # container logs, image history: not trusted
         out.write(text if text.endswith("\n") else text + "\n")
         note = out.close()
         if note:
@@ -483,7 +502,9 @@ class CellboxKernel(Kernel):
         An interrupt sets ``cancel`` (the build kills its running step) and stops waiting.
         """
         loop = asyncio.get_running_loop()
-        out = CellOutput(lambda t: self._stream(request, t), limit=self.output_limit)
+        terminal = TerminalText()  # build steps print what their containers print
+        out = CellOutput(lambda t: self._stream(request, terminal.feed(t)),
+                         limit=self.output_limit)
         cancel = threading.Event()
 
         def emit(stream: str, text: str) -> None:  # in the worker thread
@@ -512,7 +533,9 @@ class CellboxKernel(Kernel):
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
-        out = CellOutput(lambda t: self._stream(request, t), limit=self.output_limit)
+        terminal = TerminalText()
+        out = CellOutput(lambda t: self._stream(request, terminal.feed(t)),
+                         limit=self.output_limit)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         assert proc.stdout is not None
         try:
@@ -553,16 +576,28 @@ class CellboxKernel(Kernel):
             with contextlib.suppress(CellboxError, OSError):
                 entry.log.write(text, cell_tag)
 
-        out = CellOutput(
-            (lambda t: None) if silent else (lambda t: self._stream(request, t)),
-            log=log, limit=self.output_limit,
+        # Everything the container hands the notebook goes through its output policy
+        # (docs/security.md) and, at a capped rate, through the cell's iopub gate.
+        trusted = entry.spec.trust_output
+        gate = IopubGate(
+            (lambda kind, content: None) if silent
+            else (lambda kind, content: self._publish(request, kind, content)),
+            asyncio.get_running_loop().call_later,
+            rate=self.iopub_rate, burst=max(1, round(self.iopub_rate)),
+            budget=CellBudget(self.cell_output_limit),
         )
+        terminal = TerminalText()
+        out = CellOutput(lambda t: gate.stream(terminal.feed(t)), log=log,
+                         limit=self.output_limit)
         io = KernelIO(
             out, container.exchange_dir / "out",
-            publish=lambda kind, content: self._publish(request, kind, content),
-            note=lambda text: self._stream(request, text, "stderr"),
+            publish=gate.send,
+            note=gate.note,
             ask=(lambda password: self._ask(request, password)) if request.allow_stdin
             else None,
+            policy=OutputPolicy(trusted=trusted),
+            trust_note=trust_note(entry.name) if trusted else "",
+            flush=gate.flush,
         )
         self._running = shell
         if self._interrupted:  # an interrupt came while the shell was starting
@@ -573,8 +608,11 @@ class CellboxKernel(Kernel):
         finally:
             self._running = None
             note = out.close()
-        if note and not silent:
-            self._stream(request, note, "stderr")
+            if note:
+                gate.note(note)
+            for line in gate.close():
+                if not silent:
+                    self._stream(request, line + "\n", "stderr")
         await self._check_result(entry, result)
 
     async def _check_result(self, entry: NotebookContainer, result: CellResult) -> None:
@@ -706,8 +744,8 @@ class CellboxKernel(Kernel):
             output = await self._query(shell, inspect_script(word, shell.is_bash))
         if not output or output.strip().endswith("not found"):
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
-        return {"status": "ok", "found": True, "data": {"text/plain": output[:20000]},
-                "metadata": {}}
+        return {"status": "ok", "found": True,
+                "data": {"text/plain": clean_text(output[:20000])}, "metadata": {}}
 
     async def do_is_complete(self, code: str) -> dict[str, Any]:
         status, indent = is_complete(code)

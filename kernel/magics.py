@@ -83,8 +83,11 @@ class Volume:
 class ContainerSpec:
     """What ``%container`` / ``%%container`` declares.
 
-    Two specs that differ only in ``fresh``, ``pull`` or ``shell`` describe the same
-    container (:meth:`identity`): those change how the kernel gets there, not what it gets.
+    Two specs that differ only in ``fresh``, ``pull``, ``shell`` or ``trust_output``
+    describe the same container (:meth:`identity`): those change how the kernel gets there
+    or shows its output, not what it gets. ``trust_output`` (``--trust-output``) lets the
+    container's HTML and scripts through the output policy unfiltered
+    (:mod:`~cellbox.kernel.policy`).
     """
 
     image: str
@@ -101,6 +104,7 @@ class ContainerSpec:
     shell: str | None = None
     fresh: bool = False
     pull: PullPolicy = "missing"
+    trust_output: bool = False
 
     def identity(self) -> dict[str, object]:
         """The options that decide whether an existing container still fits."""
@@ -243,7 +247,9 @@ _CONTAINER_OPTIONS = """\
   --shell PATH           the shell to run cells in (default: bash if present, else sh)
   --fresh                start from the image again: drop the container's files
   --pull POLICY          always, missing (default) or never
-  -p HOST:CTR            publish a container port on 127.0.0.1:HOST; repeatable"""
+  -p HOST:CTR            publish a container port on 127.0.0.1:HOST; repeatable
+  --trust-output         show the container's HTML and scripts unfiltered (only for an
+                         image you built yourself: its scripts act as you in Jupyter)"""
 
 USAGE: dict[str, tuple[str, str]] = {
     "container": (
@@ -421,6 +427,7 @@ _CONTAINER_OPTS = (
     _Option(("--fresh",), "fresh", takes_value=False),
     _Option(("--pull",), "pull"),
     _Option(("--publish", "-p"), "ports", repeat=True),
+    _Option(("--trust-output",), "trust_output", takes_value=False),
 )
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -527,6 +534,7 @@ def _container_spec(magic: str, words: Sequence[str]) -> ContainerSpec:
         shell=shell,
         fresh=bool(parsed.values.get("fresh", False)),
         pull=cast(PullPolicy, pull),  # checked against the literal above
+        trust_output=bool(parsed.values.get("trust_output", False)),
     )
 
 

@@ -21,7 +21,8 @@ By default (untrusted):
 ``image/svg+xml``                    checked to be XML with an ``svg`` root, no DOCTYPE;
                                      scripts, handlers and foreign links removed
 ``text/html``                        sanitised with nh3 (:mod:`~cellbox.kernel.policy_markup`)
-``text/markdown``                    rendered and sanitised: sent as ``text/html``
+``text/markdown``                    as it is when plain (no HTML, entities or unsafe
+                                     links); else rendered here, sanitised, sent as HTML
 ``text/latex``                       kept unless it uses a command that reaches the page
                                      (``\\href``, ``\\style``...): then shown as text
 ``application/json``                 kept (JupyterLab shows it as a tree)
@@ -53,7 +54,7 @@ from .policy_images import (
     check_png,
     clean_svg,
 )
-from .policy_markup import html_from_markdown, sanitize_html, unsafe_latex
+from .policy_markup import html_from_markdown, plain_markdown, sanitize_html, unsafe_latex
 from .policy_text import TerminalText, clean_text
 
 __all__ = [
@@ -220,6 +221,9 @@ class OutputPolicy:
         removed: list[str] = []
         if mime == "text/html":
             verdict.data[mime], removed = sanitize_html(text)
+        elif mime == "text/markdown" and plain_markdown(text):
+            verdict.data[mime] = text
+            verdict.data.setdefault("text/plain", clean_text(text))
         elif mime == "text/markdown":
             html, removed = html_from_markdown(text)
             verdict.data["text/html"] = html

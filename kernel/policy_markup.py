@@ -14,8 +14,12 @@ sanitiser ammonia, built on html5ever: it parses as a browser does):
   page's own classes, no DOM clobbering), ``javascript:``/``vbscript:``/``data:text/html``
   and relative URLs (``<img src="/logout">`` would act with the user's cookies).
 
-Markdown is rendered to HTML here (mistune, raw HTML allowed) and then sanitised the same
-way; it is sent as ``text/html`` with the Markdown source as ``text/plain``.
+Markdown that is *plain* (:func:`plain_markdown`: no ``<`` or ``&`` at all -- so no raw
+HTML, no autolinks, no entities -- no ``javascript:``-like text, every link and image
+absolute and harmless, no LaTeX that reaches the page) is sent as ``text/markdown`` for
+JupyterLab to render. Any other Markdown is rendered to HTML here (mistune, raw HTML
+allowed) and sanitised like HTML; it is sent as ``text/html`` with the Markdown source as
+``text/plain``.
 
 LaTeX is typeset by MathJax in the browser, where a few commands reach the page
 (``\\href``, ``\\style``, ``\\class``, ``\\require``, ...): LaTeX using one of them is shown as
@@ -25,10 +29,17 @@ text.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .policy_images import safe_image_url
 
-__all__ = ["UNSAFE_LATEX", "html_from_markdown", "sanitize_html", "unsafe_latex"]
+__all__ = [
+    "UNSAFE_LATEX",
+    "html_from_markdown",
+    "plain_markdown",
+    "sanitize_html",
+    "unsafe_latex",
+]
 
 _TAGS = {
     "a", "abbr", "acronym", "b", "bdi", "bdo", "blockquote", "br", "caption", "center", "cite",
@@ -118,13 +129,51 @@ def sanitize_html(html: str) -> tuple[str, list[str]]:
     return _clean(html), _removed(html)
 
 
+_MARKDOWN_PLUGINS = ["table", "strikethrough", "math", "url"]
+_SCHEME_TEXT = re.compile(r"(javascript|vbscript|livescript|data|file|blob)\s*:", re.I)
+
+
+def _urls(tokens: list[Any]) -> list[tuple[str, str]]:
+    """(token type, url) of every link and image in a mistune AST."""
+    found = []
+    for token in tokens:
+        if not isinstance(token, dict):
+            continue
+        url = (token.get("attrs") or {}).get("url")
+        if token.get("type") in ("link", "image") and isinstance(url, str):
+            found.append((token["type"], url))
+        found += _urls(token.get("children") or [])
+    return found
+
+
+def plain_markdown(markdown: str) -> bool:
+    """Whether ``markdown`` can go to the frontend as Markdown, unconverted.
+
+    Conservative on purpose: the browser's Markdown parser (marked, in JupyterLab) is not
+    the one checking here, so anything two parsers might read differently -- raw HTML,
+    autolinks, entities, a scheme spelled in the text -- sends the Markdown the HTML way.
+    """
+    if "<" in markdown or "&" in markdown or _SCHEME_TEXT.search(_URL_NOISE.sub("", markdown)):
+        return False
+    if unsafe_latex(markdown) is not None:
+        return False
+    import mistune
+
+    tokens = mistune.create_markdown(renderer=None, plugins=_MARKDOWN_PLUGINS)(markdown)
+    for kind, url in _urls(tokens if isinstance(tokens, list) else []):
+        clean = _URL_NOISE.sub("", url).lower()
+        if kind == "image" and not clean.startswith("https://"):
+            return False
+        if kind == "link" and not (clean.startswith("#") or clean.startswith(_LINK_SCHEMES)):
+            return False
+    return True
+
+
 def html_from_markdown(markdown: str) -> tuple[str, list[str]]:
     """Markdown rendered to sanitised HTML (tables, strikethrough, math kept as text)."""
     import mistune
 
-    render = mistune.create_markdown(
-        escape=False, plugins=["table", "strikethrough", "math", "url"]
-    )
+    render = mistune.create_markdown(escape=False, plugins=_MARKDOWN_PLUGINS)
     html = render(markdown)
     assert isinstance(html, str)
     return sanitize_html(html)

@@ -28,6 +28,9 @@ __all__ = ["MAX_SEQUENCE", "TerminalText", "clean_text"]
 
 MAX_SEQUENCE = 256  # a longer unfinished CSI or escape is dropped, not held
 _SPECIAL = re.compile(r"[\x00-\x07\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# The same characters for ASCII text, looked for one by one: ``in`` is a memchr, about 10x
+# faster than the character class above on the plain output most cells print.
+_ASCII_SPECIAL = tuple(chr(c) for c in (*range(0x08), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))
 _CSI = re.compile(r"\x1b\[([0-?]*)([ -/]*)([@-~])")
 _CSI_START = re.compile(r"\x1b\[[0-?]*[ -/]*")
 _ESCAPE = re.compile(r"\x1b[ -/]*[0-~]")
@@ -56,7 +59,10 @@ class TerminalText:
                 return ""
             self._in_string = False
             buf = buf[end.end() :]
-        if _SPECIAL.search(buf) is None:
+        if buf.isascii():
+            if not any(char in buf for char in _ASCII_SPECIAL):
+                return buf
+        elif _SPECIAL.search(buf) is None:
             return buf
         return "".join(self._filter(buf))
 

@@ -10,7 +10,9 @@ costs the frontend a re-render (and jupyter_server drops a kernel's messages bey
 * a :class:`CellBudget` caps the bytes of one cell's output (text and display items
   together); what goes over is dropped, and :meth:`IopubGate.close` returns a note saying
   how much;
-* at most ``max_queued`` display items wait; more are dropped, with a note.
+* at most ``max_queued`` display items wait; more are dropped, with a note;
+* the kernel's own notes (:meth:`IopubGate.note`) do not count against the budget, but
+  have a small cap of their own (a container can provoke one per display frame).
 
 The gate holds only what waits for a token: coalesced text (bounded by the budget) and
 queued display items (bounded by count and budget). The end of the cell flushes it.
@@ -41,6 +43,7 @@ DEFAULT_RATE = 25.0  # messages a second
 DEFAULT_BURST = 25
 DEFAULT_CELL_LIMIT = 32 << 20  # bytes of text and display items per cell
 DEFAULT_MAX_QUEUED = 1000
+NOTES_LIMIT = 64 << 10  # characters of the kernel's own notes per cell
 
 
 class Cancellable(Protocol):
@@ -155,13 +158,17 @@ class IopubGate:
         self._pending: deque[tuple[str, dict[str, Any], list[str]]] = deque()
         self._queued_displays = 0
         self._dropped_displays = 0
+        self._notes_size = 0
+        self._dropped_notes = 0
         self._timer: Cancellable | None = None
         self._closed = False
         self.sent = 0  # messages published
 
     def stream(self, text: str, name: str = "stdout") -> None:
         """Send ``text`` on stream ``name`` now, or with the next free token."""
-        text = self.budget.fit(text)
+        self._add_text(self.budget.fit(text), name)
+
+    def _add_text(self, text: str, name: str) -> None:
         if not text:
             return
         if self._pending:
@@ -172,23 +179,39 @@ class IopubGate:
         self._pending.append(("stream", {"name": name}, [text]))
         self._pump()
 
+    def note(self, text: str) -> None:
+        """A line of the kernel's own (stderr): outside the budget, in order, capped."""
+        if self._notes_size + len(text) > NOTES_LIMIT:
+            self._dropped_notes += 1
+            return
+        self._notes_size += len(text)
+        self._add_text(text, "stderr")
+
+    def send(self, kind: str, content: dict[str, Any]) -> None:
+        """Any other iopub message of the cell (display_data, clear_output), in order.
+
+        A display item counts against the budget and the queue cap.
+        """
+        if kind == "display_data":
+            if self._queued_displays >= self._max_queued:
+                self._dropped_displays += 1
+                return
+            if not self.budget.take(bundle_size(content.get("data", {}))):
+                self.budget.refused_items += 1
+                return
+            self._queued_displays += 1
+        self._pending.append((kind, content, []))
+        self._pump()
+
     def display(
         self, data: dict[str, Any], metadata: dict[str, Any] | None = None,
         transient: dict[str, Any] | None = None,
     ) -> None:
         """Send a display_data message now, or in order once a token is free."""
-        if self._queued_displays >= self._max_queued:
-            self._dropped_displays += 1
-            return
-        if not self.budget.take(bundle_size(data)):
-            self.budget.refused_items += 1
-            return
         content: dict[str, Any] = {"data": data, "metadata": metadata or {}}
         if transient:
             content["transient"] = transient
-        self._pending.append(("display_data", content, []))
-        self._queued_displays += 1
-        self._pump()
+        self.send("display_data", content)
 
     def _pump(self) -> None:
         while self._pending:
@@ -199,10 +222,10 @@ class IopubGate:
             self._send(*self._pending.popleft())
 
     def _send(self, kind: str, content: dict[str, Any], parts: list[str]) -> None:
-        if kind == "display_data":
-            self._queued_displays -= 1
-        else:
+        if kind == "stream":
             content["text"] = "".join(parts)
+        elif kind == "display_data":
+            self._queued_displays -= 1
         self.sent += 1
         self._publish(kind, content)
 
@@ -239,4 +262,7 @@ class IopubGate:
                 f"[cellbox] {self._dropped_displays} display item(s) dropped: more than "
                 f"{self._max_queued} were waiting to be sent"
             )
+        if self._dropped_notes:
+            notes.append(f"[cellbox] {self._dropped_notes} more note(s) about this cell's "
+                         "output were left out")
         return notes

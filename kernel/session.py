@@ -39,7 +39,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,9 @@ LABEL_NOTEBOOK = "cellbox.kernel.notebook"
 LABEL_SPEC = "cellbox.kernel.spec"
 _SLUG = re.compile(r"[^a-zA-Z0-9_.-]+")
 TERMINAL_ENV = ["TERM=xterm-256color", "COLUMNS=120", "LINES=24"]
+# Variables of an image's config the cell shell must not start with (unset by its wrapper).
+SHELL_HOOKS = ("BASH_ENV", "ENV", "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS4", "SHELLOPTS",
+               "BASHOPTS", "TMOUT", "MAIL", "MAILPATH", "MAILCHECK", "LD_PRELOAD")
 
 
 class SessionError(CellboxError):
@@ -175,7 +178,10 @@ class NotebookSession:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             entry = self._entries.get(name)
-            if entry is not None and entry.spec == spec and entry.container.running:
+            if entry is not None and entry.container.running and (
+                replace(entry.spec, trust_output=spec.trust_output) == spec
+            ):
+                entry.spec = spec  # --trust-output changes how output is shown, nothing else
                 return entry, []
             if entry is not None:
                 self._close_shells(entry)
@@ -445,10 +451,25 @@ def shell_argv(shell: str | None) -> str:
             "--noediting -i; else exec sh -i; fi"
         )
     return (
-        # An image's startup hooks must not run in (or break) the cell shell.
-        "unset BASH_ENV ENV PROMPT_COMMAND PS0 PS1 LD_PRELOAD; "
+        # An image's startup hooks and traps must not run in (or break) the cell shell
+        # (docs/security.md): rc files, prompt hooks, xtrace with a PS4 that runs code,
+        # an idle timeout that ends the shell between cells, mail notices at the prompt.
+        f"unset {' '.join(SHELL_HOOKS)}; "
         f'PATH="${{PATH:-/usr/bin:/bin}}:{EXCHANGE_IN}/bin"; export PATH; {start}'
     )
+
+
+def _blanked(env: list[str]) -> list[str]:
+    """Empty values for what even the ``/bin/sh -c`` wrapper must not start with.
+
+    ``LD_PRELOAD`` would load the image's library into the wrapper. Exported bash functions
+    (``BASH_FUNC_command%%=() {...}``) would replace ``command``, ``printf`` or ``unset`` in
+    the cell shell, and their names cannot be unset from sh: a bash that is /bin/sh would
+    pass them on. Empty, neither has any effect.
+    """
+    names = {item.partition("=")[0] for item in env}
+    return [f"{name}=" for name in sorted(names)
+            if name == "LD_PRELOAD" or name.startswith("BASH_FUNC_")]
 
 
 def container_shell_command(entry: NotebookContainer) -> ShellCommand:
@@ -460,7 +481,7 @@ def container_shell_command(entry: NotebookContainer) -> ShellCommand:
         ["/bin/sh", "-c", shell_argv(entry.spec.shell)],
         tty=True,
         interactive=True,
-        env=TERMINAL_ENV,
+        env=TERMINAL_ENV + _blanked(container.config.env),
         control_fd=0,
     )
     # exec_argv takes a number; the shell puts the real one in when it makes the socket.

@@ -155,6 +155,8 @@ class _Cell:
     killed: bool = False
     resync_pending: bool = False
     status: int | None = None  # from the latest end marker, until the shell confirms it
+    line_nonce: str = ""  # the nonce typed with the cell's line (the others: resyncs)
+    line_marked: bool = False  # the marker of the cell's own line came (not a resync's)
     confirm: asyncio.TimerHandle | None = None
     input_task: asyncio.Task[None] | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -352,7 +354,7 @@ class Shell:
                 raise ShellError("the shell is not running")
             path = self._write_cell(code, trace)
             nonce = new_nonce()
-            cell = _Cell(io, self._loop.create_future(), {nonce})
+            cell = _Cell(io, self._loop.create_future(), {nonce}, line_nonce=nonce)
             self._cell = cell
             if self._between:
                 io.output("".join(self._between))
@@ -496,7 +498,13 @@ class Shell:
                 self._between_size += len(event.text)
         elif isinstance(event, EndMarker):
             if cell is not None and event.nonce in cell.nonces and not cell.done.done():
-                cell.status = event.status  # the last marker wins: the shell's own is last
+                # The last marker wins (the shell's own is last), but a resync typed after
+                # a forged prompt runs *after* the cell's line, and its $? is the trailer's
+                # 0: once the cell line's own marker came, a resync's status is not taken.
+                own = event.nonce == cell.line_nonce
+                if own or not cell.line_marked:
+                    cell.status = event.status
+                cell.line_marked = cell.line_marked or own
                 if cell.starting:
                     self._settle(cell)
                 elif cell.confirm is None:

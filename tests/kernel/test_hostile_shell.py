@@ -23,7 +23,7 @@ printf '\036P%s\036' 0123456789abcdef0123456789abcdef
 printf '%s' "$__cbx_p"
 printf '\033[2J\033[H\033c\033]0;TITLE\007\033[1A\033[K'
 printf '\036cellbox-display\036\036'
-sleep 1
+sleep 0.5
 echo REAL-END
 (exit 7)
 """
@@ -37,19 +37,20 @@ def hostile(registry: RegistryServer) -> dict[str, str]:
 
 def test_forged_markers_and_screen_escapes_do_not_end_the_cell(kernel: KernelDriver) -> None:
     kernel.ok("%container debian:bookworm --network none")
-    started = time.monotonic()
-    result = kernel.run(FORGERIES)
-    assert time.monotonic() - started >= 1.0, "the cell ended before its sleep"
-    assert result.status == "error"
-    assert result.error == ("ExitStatus", "exit status 7")
-    out = result.stdout
-    assert out.rstrip().endswith("REAL-END")
-    for escape in ("\x1b[2J", "\x1bc", "\x1b]0;", "\x1b[1A", "\x1b[K", "\x07"):
-        assert escape not in out, repr(escape)
-    assert not result.of_type("display_data")
-    # Nothing of that cell leaks into the next one, which ends normally.
-    nxt = kernel.run("echo next")
-    assert nxt.status == "ok" and nxt.stdout == "next\n"
+    for _ in range(4):  # the forged prompt makes a race: give it several chances
+        started = time.monotonic()
+        result = kernel.run(FORGERIES)
+        assert time.monotonic() - started >= 0.5, "the cell ended before its sleep"
+        assert result.status == "error"
+        assert result.error == ("ExitStatus", "exit status 7")
+        out = result.stdout
+        assert out.rstrip().endswith("REAL-END")
+        for escape in ("\x1b[2J", "\x1bc", "\x1b]0;", "\x1b[1A", "\x1b[K", "\x07"):
+            assert escape not in out, repr(escape)
+        assert not result.of_type("display_data")
+        # Nothing of that cell leaks into the next one, which ends normally.
+        nxt = kernel.run("echo next")
+        assert nxt.status == "ok" and nxt.stdout == "next\n"
     assert kernel.run("(exit 0)").status == "ok"
 
 
