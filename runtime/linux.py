@@ -179,11 +179,12 @@ _PIDFD_INFO_EXIT = 1 << 3
 
 # Numbers that differ between architectures; everything from 424 on is shared.
 _ARCH_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "seccomp": 317},
-    "aarch64": {"pivot_root": 41, "seccomp": 277},
+    "x86_64": {"pivot_root": 155, "seccomp": 317, "rt_sigaction": 13},
+    "aarch64": {"pivot_root": 41, "seccomp": 277, "rt_sigaction": 134},
 }
 _NR = _ARCH_NUMBERS.get(os.uname().machine, _ARCH_NUMBERS["x86_64"])
 _NR_PIVOT_ROOT = _NR["pivot_root"]
+_NR_RT_SIGACTION = _NR["rt_sigaction"]
 _NR_SECCOMP = _NR["seccomp"]
 _NR_PIDFD_SEND_SIGNAL = 424
 _NR_OPEN_TREE = 428
@@ -242,6 +243,17 @@ def _call(nr: int, what: str, *args: object) -> int:
         err = ctypes.get_errno()
         if err != errno.EINTR:
             raise SyscallError(err, what)
+
+
+def default_signal(sig: int) -> None:
+    """rt_sigaction(2) to SIG_DFL straight to the kernel.
+
+    glibc refuses its own signals 32 and 33 (sigaction says EINVAL), yet a parent that
+    ignored them leaves them ignored across exec; only the raw system call resets them.
+    """
+    action = ctypes.create_string_buffer(32)  # handler, flags, restorer, mask: all zero
+    _call(_NR_RT_SIGACTION, f"rt_sigaction({sig}, SIG_DFL)", _c_int(sig), action, None,
+          ctypes.c_size_t(8))
 
 
 # ------------------------------------------------------------------------ namespaces

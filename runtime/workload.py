@@ -320,10 +320,10 @@ def become(
     try:
         signal.set_wakeup_fd(-1)
         for sig in _RESET_SIGNALS:
-            try:  # noqa: SIM105 - keep the init's imports lean
+            try:
                 signal.signal(sig, signal.SIG_DFL)
             except (OSError, ValueError):
-                pass
+                linux.default_signal(sig)  # 32 and 33, which glibc keeps to itself
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.setsid()
         if tty is not None:
