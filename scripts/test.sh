@@ -8,7 +8,7 @@ cd "$CELLBOX_SRC"
 "$CELLBOX_SRC/scripts/setup.sh"
 
 SUITES=${SUITES:-"lint types unit integration privileged kernel notebooks jest ui"}
-PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra)
+PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra --durations=10)
 failed=()
 
 run_suite() {
