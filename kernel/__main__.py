@@ -1,7 +1,6 @@
 """``python -m cellbox.kernel``: start the kernel (what the kernelspec runs)."""
 
-from ipykernel.kernelapp import IPKernelApp
-
+from .app import CellboxKernelApp
 from .kernel import CellboxKernel
 
-IPKernelApp.launch_instance(kernel_class=CellboxKernel)
+CellboxKernelApp.launch_instance(kernel_class=CellboxKernel)

@@ -1,5 +1,5 @@
 """The magics that report or manage rather than run code: ``%ps``, ``%images``, ``%logs``,
-``%stats``, ``%layers``, ``%commit``.
+``%stats``, ``%layers``, ``%commit``, ``%rmi``, ``%tag``.
 
 Each is a blocking function of the runtime's public API returning the text to show; the
 kernel runs them in a thread. Tables look like their ``cellbox``/``docker`` counterparts.
@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cellbox.runtime.container import Container
-from cellbox.runtime.images import history, image_size, list_images
+from cellbox.runtime.errors import CellboxError
+from cellbox.runtime.images import history, image_size, list_images, remove_image, tag_image
 from cellbox.runtime.settings import Settings
 from cellbox.runtime.stats import render_table, stats_row
 from cellbox.runtime.units import format_ago, format_bytes
 
-__all__ = ["commit", "images", "layers", "logs", "ps", "stats", "table"]
+__all__ = ["Removed", "commit", "images", "layers", "logs", "ps", "rmi", "stats", "table", "tag"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -113,3 +115,45 @@ def commit(container: Container, reference: str, message: str | None) -> str:
         f"committed {container.name} as {image.reference or reference} "
         f"({image.digest[:19]}); use it with %container {reference}"
     )
+
+
+@dataclass
+class Removed:
+    """What ``%rmi`` did (``text``, as ``cellbox rmi`` prints it) and what it could not do
+    (``failures``: the error's name and message, per reference)."""
+
+    text: str = ""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+# The runtime's messages name the CLI; in a notebook the magics do the same.
+_NOTEBOOK_WORDS = (("cellbox rmi -f", "%rmi -f"), ("(cellbox rm)", "(%rm NAME)"))
+
+
+def rmi(settings: Settings, references: Sequence[str], force: bool) -> Removed:
+    """``%rmi``: remove each image in turn; one that cannot go does not stop the others."""
+    from cellbox.runtime.reference import Reference
+
+    done = Removed()
+    lines: list[str] = []
+    for ref in references:
+        try:
+            report = remove_image(ref, force=force, settings=settings)
+        except CellboxError as exc:
+            message = str(exc)
+            for cli, magic in _NOTEBOOK_WORDS:
+                message = message.replace(cli, magic)
+            done.failures.append((type(exc).__name__, message))
+            continue
+        lines += [f"Untagged: {Reference.parse(name).familiar}" for name in report.untagged]
+        lines += [f"Deleted: {digest}" for digest in report.deleted]
+        lines += [f"Deleted layer: {chain_id}" for chain_id in report.layers]
+    done.text = "\n".join(lines)
+    return done
+
+
+def tag(settings: Settings, source: str, target: str) -> str:
+    """``%tag``: another name for a stored image."""
+    image = tag_image(source, target, settings=settings)
+    short = image.digest.removeprefix("sha256:")[:12]
+    return f"tagged {source} ({short}) as {target}"

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import termios
 import time
@@ -77,6 +78,9 @@ class Controller(Protocol):
     def shell_at_prompt(self) -> bool | None:
         """Whether the shell holds its terminal and waits in read (None: cannot tell)."""
 
+    def signal_shell(self, signum: int) -> bool:
+        """Send ``signum`` to the shell itself (not its job); False when it is gone."""
+
     def close(self) -> None:
         """Stop delivering events and release what was opened."""
 
@@ -111,6 +115,13 @@ class LocalController:
 
     def shell_at_prompt(self) -> bool | None:
         return shell_at_prompt(self._shell_pid)
+
+    def signal_shell(self, signum: int) -> bool:
+        try:
+            os.kill(self._shell_pid, signum)  # our child: its pid is ours until we reap it
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         if self._task is not None:
@@ -166,6 +177,17 @@ class LocalController:
         return None
 
 
+def _parent(pid: int) -> int | None:
+    """The parent pid of ``pid`` (/proc/PID/stat field 4), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
 def _group_members(pgrp: int) -> list[int]:
     """Pids whose process group is ``pgrp`` (the leader first)."""
     members = [pgrp]
@@ -207,6 +229,33 @@ class RelayController:
         self._send({"cmd": "signal", "signal": int(signum), "target": "foreground"})
 
     def shell_at_prompt(self) -> bool | None:
+        pid = self._find_shell()
+        return shell_at_prompt(pid) if pid else None
+
+    def signal_shell(self, signum: int) -> bool:
+        """Signal the relay's child, the shell in the container, through a pidfd.
+
+        The pid is checked to still be the relay's child once the pidfd is open: from
+        then on it cannot be reused, so the signal reaches the shell or nothing.
+        """
+        pid = self._find_shell()
+        if pid is None or self._relay_pid is None:
+            return False
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        try:
+            if _parent(pid) != self._relay_pid:
+                return False
+            signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            return False
+        finally:
+            os.close(pidfd)
+        return True
+
+    def _find_shell(self) -> int | None:
         if self._shell_pid is None and self._relay_pid is not None:
             # The relay forks the shell (its only child) into the container: its pid in
             # our namespace is in the relay's children list.
@@ -216,7 +265,7 @@ class RelayController:
             except OSError:
                 return None
             self._shell_pid = int(children[0]) if children else None
-        return shell_at_prompt(self._shell_pid) if self._shell_pid else None
+        return self._shell_pid
 
     def close(self) -> None:
         if self._loop is not None:

@@ -74,10 +74,12 @@ from .magics import (
     PsMagic,
     PullMagic,
     PushMagic,
+    RmiMagic,
     RmMagic,
     RunMagic,
     StatsMagic,
     StopMagic,
+    TagMagic,
     help_text,
     parse_cell,
 )
@@ -102,6 +104,7 @@ try:
 except Exception:  # pragma: no cover - running from a source tree without metadata
     __version__ = "0.0.0"
 
+SHUTDOWN_TIMEOUT = 20.0  # seconds for ending the shells and stopping the containers
 CONCURRENT_REQUESTS = {"complete_request", "inspect_request", "is_complete_request",
                        "kernel_info_request", "comm_info_request"}
 
@@ -187,6 +190,9 @@ class CellboxKernel(Kernel):
         self._interrupted = False
         self._announced_default = False
         self._cpu_sample: tuple[int, int] | None = None  # (monotonic ns, cpu ns) for usage
+        # A shutdown_request is being handled / was handled to its end (see kernel.app).
+        self.shutting_down = False
+        self.shutdown_handled = threading.Event()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -204,6 +210,12 @@ class CellboxKernel(Kernel):
     def _on_sigint(self, signum: int, frame: object) -> None:
         del signum, frame
         self._interrupt_soon()
+
+    async def process_control(self, msg: Any) -> None:
+        """ipykernel's, then: a shutdown was handled to its end (its output flushed)."""
+        await super().process_control(msg)  # type: ignore[no-untyped-call]
+        if self.shutting_down:
+            self.shutdown_handled.set()
 
     async def shell_main(self, subshell_id: str | None, msg: Any) -> None:
         """Answer completion, inspection and is_complete even while a cell runs."""
@@ -401,6 +413,20 @@ class CellboxKernel(Kernel):
             text = await self._wait(asyncio.to_thread(commands.images, settings))
         elif isinstance(magic, PullMagic):
             text = await self._pull(magic.image, request)
+        elif isinstance(magic, RmiMagic):
+            removed = await self._wait(
+                asyncio.to_thread(commands.rmi, settings, magic.references, magic.force)
+            )
+            if removed.text:
+                self._stream(request, clean_text(removed.text) + "\n")
+            if removed.failures:
+                raise CellFailed(removed.failures[0][0],
+                                 "\n".join(message for _, message in removed.failures))
+            return
+        elif isinstance(magic, TagMagic):
+            text = await self._wait(
+                asyncio.to_thread(commands.tag, settings, magic.source, magic.target)
+            )
         elif isinstance(magic, RunMagic):
             await self._wait(self._run_container(magic.args, request))
             return
@@ -805,12 +831,29 @@ class CellboxKernel(Kernel):
         self.session.send(stream, "usage_reply", reply, parent, ident)
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
-        """Stop the notebook's containers (their files are kept for the next start)."""
+        """Stop the notebook's containers (their files are kept for the next start).
+
+        ipykernel 7 calls this on its control thread, but the shells belong to the main
+        event loop (their terminals are read there): the work is handed to that loop. If
+        the loop does not get it done, the shells are killed from here and the
+        containers stopped anyway.
+        """
+        self.shutting_down = True
         if self.panel is not None:
             with contextlib.suppress(Exception):
                 self.panel.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.notebook.shutdown(), 30)
+        loop = self._loop
+        try:
+            if loop is None or loop.is_closed() or loop is asyncio.get_running_loop():
+                await asyncio.wait_for(self.notebook.shutdown(), SHUTDOWN_TIMEOUT)
+            else:
+                done = asyncio.run_coroutine_threadsafe(self.notebook.shutdown(), loop)
+                await asyncio.wait_for(asyncio.wrap_future(done), SHUTDOWN_TIMEOUT)
+        except Exception as exc:  # shutting down: stop what can be stopped, say what not
+            self.log.warning("cellbox: shutting down the notebook's containers: %s", exc)
+            self.notebook.close_now()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.notebook.shutdown(), SHUTDOWN_TIMEOUT)
         return {"status": "ok", "restart": restart}
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -48,9 +49,11 @@ __all__ = [
     "PullMagic",
     "PushMagic",
     "RmMagic",
+    "RmiMagic",
     "RunMagic",
     "StatsMagic",
     "StopMagic",
+    "TagMagic",
     "Volume",
     "help_text",
     "parse_cell",
@@ -178,6 +181,22 @@ class RmMagic:
 
 
 @dataclass(frozen=True)
+class RmiMagic:
+    """``%rmi [-f] REF...``: remove stored images (like ``cellbox rmi``)."""
+
+    references: tuple[str, ...]
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class TagMagic:
+    """``%tag SOURCE TARGET``: give the stored image SOURCE the name TARGET as well."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
 class RunMagic:
     """``%run``: the words after it, for ``cellbox run --rm`` (which checks them)."""
 
@@ -211,7 +230,8 @@ class HelpMagic:
 
 Magic = (
     ContainerMagic | PsMagic | ImagesMagic | PullMagic | LogsMagic | StatsMagic
-    | LayersMagic | CommitMagic | StopMagic | RmMagic | RunMagic | PushMagic | HelpMagic
+    | LayersMagic | CommitMagic | StopMagic | RmMagic | RmiMagic | TagMagic | RunMagic
+    | PushMagic | HelpMagic
 )
 
 
@@ -281,6 +301,17 @@ USAGE: dict[str, tuple[str, str]] = {
         "%rm [-f] [NAME]",
         "Remove the current container (or NAME) and its files; the next cell makes a new one.",
     ),
+    "rmi": (
+        "%rmi [-f] REF...",
+        "Remove stored images: untag REF, and delete the image and the layers only it used "
+        "once no name is left. An image a container was made from is kept unless -f (then "
+        "it is only untagged). A pushed image can be pulled back by its name.",
+    ),
+    "tag": (
+        "%tag SOURCE TARGET",
+        "Give the stored image SOURCE another name, TARGET (e.g. the name to %push it "
+        "under: localhost:5000/me/hello-world).",
+    ),
     "run": (
         "%run [OPTIONS] IMAGE [COMMAND...]",
         "Run a one-off container of IMAGE (cellbox run --rm, same options) and show its "
@@ -300,26 +331,77 @@ USAGE: dict[str, tuple[str, str]] = {
 }
 
 
+HELP_WIDTH = 88  # columns of %help and usage text: fits a notebook's output area
+
+
+def _wrap(text: str, indent: str = "") -> list[str]:
+    """Text as lines of at most HELP_WIDTH columns; indented lines (option tables) stay as
+    they are laid out, and blank lines between paragraphs stay."""
+    lines: list[str] = []
+    prose: list[str] = []
+
+    def flush() -> None:
+        if prose:
+            lines.extend(textwrap.wrap(
+                " ".join(prose), HELP_WIDTH, initial_indent=indent, subsequent_indent=indent,
+                break_long_words=False, break_on_hyphens=False,
+            ))
+            prose.clear()
+
+    for line in text.split("\n"):
+        if line.startswith("  ") or not line.strip():
+            flush()
+            lines.append((indent + line).rstrip())
+        else:
+            prose.append(line.strip())
+    flush()
+    return lines
+
+
+def _synopsis_lines(synopsis: str, indent: str = "  ") -> list[str]:
+    """A synopsis wrapped between its ``[...]`` groups, never inside one."""
+    groups: list[str] = []
+    depth = 0
+    for word in synopsis.split(" "):
+        if depth > 0:
+            groups[-1] += " " + word
+        else:
+            groups.append(word)
+        depth += word.count("[") - word.count("]")
+    lines = [groups[0]]
+    for group in groups[1:]:
+        if len(lines[-1]) + 1 + len(group) > HELP_WIDTH:
+            lines.append(indent + group)
+        else:
+            lines[-1] += " " + group
+    return lines
+
+
 def usage(magic: str) -> str:
     """The usage text of one magic (``container``, ``%container`` for the cell magic, ...)."""
     synopsis, text = USAGE[magic]
-    return f"usage: {synopsis}\n{text}"
+    return "\n".join(_synopsis_lines("usage: " + synopsis, " " * 7) + _wrap(text))
 
 
 def help_text(topic: str | None = None) -> str:
-    """``%help``: every magic in one line each, or the full usage of ``topic``."""
+    """``%help``: each magic's synopsis with its description under it, or one magic's usage.
+
+    A synopsis has a line of its own and the first paragraph of its description is indented
+    under it, everything within HELP_WIDTH columns (a table padded to the longest synopsis
+    made every line ~200 columns wide).
+    """
     if topic is not None:
         key = "%" + topic[2:] if topic.startswith("%%") else topic.removeprefix("%")
         if key not in USAGE:
             raise MagicError("help", f"no magic called {topic!r}")
         return usage(key)
-    width = max(len(synopsis) for synopsis, _ in USAGE.values())
     lines = [
         "Cells run in a persistent container. Magics go at the top of a cell:",
         "",
     ]
     for synopsis, text in USAGE.values():
-        lines.append(f"  {synopsis:<{width}}  {text.split(chr(10))[0]}")
+        lines += _synopsis_lines(synopsis, "  ")
+        lines += _wrap(text.split("\n\n")[0], "    ")
     lines += ["", "%help MAGIC shows the options of one magic, e.g. %help container."]
     return "\n".join(lines)
 
@@ -596,6 +678,31 @@ def _rm(words: Sequence[str]) -> Magic:
     return RmMagic(_at_most_one_positional("rm", parsed), bool(parsed.values.get("force")))
 
 
+def _image_refs(magic: str, refs: Sequence[str]) -> None:
+    for ref in refs:
+        if not _IMAGE.match(ref):
+            raise MagicError(magic, f"{ref!r} is not an image reference (e.g. myimage:v1)")
+
+
+def _rmi(words: Sequence[str]) -> Magic:
+    parsed = _parse_options("rmi", words, (_Option(("--force", "-f"), "force", takes_value=False),))
+    if not parsed.positional:
+        raise MagicError("rmi", "REF is missing (%images lists the stored images)")
+    _image_refs("rmi", parsed.positional)
+    return RmiMagic(tuple(parsed.positional), bool(parsed.values.get("force")))
+
+
+def _tag(words: Sequence[str]) -> Magic:
+    parsed = _parse_options("tag", words, ())
+    if len(parsed.positional) < 2:
+        missing = "SOURCE and TARGET are" if not parsed.positional else "TARGET is"
+        raise MagicError("tag", f"{missing} missing")
+    if len(parsed.positional) > 2:
+        raise MagicError("tag", f"unexpected argument(s): {' '.join(parsed.positional[2:])}")
+    _image_refs("tag", parsed.positional)
+    return TagMagic(parsed.positional[0], parsed.positional[1])
+
+
 def _run(words: Sequence[str]) -> Magic:
     if not any(not w.startswith("-") for w in words):
         raise MagicError("run", "IMAGE is missing")
@@ -668,6 +775,8 @@ MAGICS: dict[str, Callable[[Sequence[str]], Magic]] = {
     "commit": _commit,
     "stop": _stop,
     "rm": _rm,
+    "rmi": _rmi,
+    "tag": _tag,
     "run": _run,
     "push": _push,
     "help": _help,

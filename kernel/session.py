@@ -54,7 +54,7 @@ from cellbox.runtime.settings import Settings
 
 from .celllog import CellLog
 from .magics import ContainerSpec
-from .shell import Shell, ShellCommand
+from .shell import Shell, ShellCommand, ShellError
 
 __all__ = [
     "LABEL_KERNEL",
@@ -112,6 +112,7 @@ class NotebookContainer:
     shell: Shell | None = None
     side: Shell | None = None
     oom_kills: int = 0  # OOM kills seen so far (to report new ones after a cell)
+    closing: bool = False  # its shells are being ended: no new side shell meanwhile
     _log: CellLog | None = None
 
     @property
@@ -184,7 +185,7 @@ class NotebookSession:
                 entry.spec = spec  # --trust-output changes how output is shown, nothing else
                 return entry, []
             if entry is not None:
-                self._close_shells(entry)
+                await self._end_shells(entry)
             container, notes = await asyncio.to_thread(self._reconcile, spec, name, progress)
             entry = NotebookContainer(spec, container)
             entry.oom_kills = await asyncio.to_thread(_oom_kills, container)
@@ -358,6 +359,8 @@ class NotebookSession:
         """A second shell in the same container, for completion while a cell runs."""
         if entry.side is not None and entry.side.alive:
             return entry.side
+        if entry.closing:
+            raise ShellError(f"the shells of {entry.name} are being ended")
         if entry.side is not None:
             entry.side.close()
         shell = Shell(container_shell_command(entry))
@@ -368,12 +371,12 @@ class NotebookSession:
     # ------------------------------------------------------------------ stop, remove
 
     async def stop(self, entry: NotebookContainer) -> None:
-        self._close_shells(entry)
+        await self._end_shells(entry)
         await asyncio.to_thread(entry.container.stop, 5)
 
     async def remove(self, entry: NotebookContainer, force: bool = True) -> None:
         """Remove the container and its files; it stays declared (see :meth:`removed`)."""
-        self._close_shells(entry)
+        await self._end_shells(entry)
         await asyncio.to_thread(entry.container.remove, force)
         self._entries.pop(entry.name, None)
 
@@ -382,18 +385,33 @@ class NotebookSession:
         return self._entries.get(entry.name) is not entry
 
     async def shutdown(self) -> None:
-        """Kernel shutdown: stop every container (files kept), end every shell."""
-        for entry in list(self._entries.values()):
-            self._close_shells(entry)
-        await asyncio.gather(
-            *(asyncio.to_thread(_stop_quietly, e.container) for e in self._entries.values())
-        )
+        """Kernel shutdown: end every shell, stop every container (files kept); all the
+        containers at once."""
 
-    def _close_shells(self, entry: NotebookContainer) -> None:
-        for shell in (entry.shell, entry.side):
-            if shell is not None:
-                shell.close()
+        async def end(entry: NotebookContainer) -> None:
+            await self._end_shells(entry)
+            await asyncio.to_thread(_stop_quietly, entry.container)
+
+        await asyncio.gather(*(end(entry) for entry in list(self._entries.values())))
+
+    def close_now(self) -> None:
+        """End every shell at once (SIGKILL), for when :meth:`shutdown` cannot run."""
+        for entry in list(self._entries.values()):
+            for shell in (entry.shell, entry.side):
+                if shell is not None:
+                    shell.close()
+            entry.shell = entry.side = None
+
+    async def _end_shells(self, entry: NotebookContainer) -> None:
+        """End the container's shells (hung up, so their relays reap them: see
+        :meth:`Shell.aclose`) before the container is stopped or replaced."""
+        shells = [shell for shell in (entry.shell, entry.side) if shell is not None]
         entry.shell = entry.side = None
+        entry.closing = True
+        try:
+            await asyncio.gather(*(shell.aclose() for shell in shells))
+        finally:
+            entry.closing = False
         if entry._log is not None:
             entry._log.close()
 

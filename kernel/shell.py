@@ -213,6 +213,8 @@ class Shell:
         self._counter = 0
         self._eof = False
         self._spoke = asyncio.Event()  # the shell printed its first bytes
+        self._gone = asyncio.Event()  # the shell ended or was closed
+        self._closing: asyncio.Task[None] | None = None  # an aclose() of our own
         self._init_text: list[str] = []
         self._files: list[Path] = []
 
@@ -303,6 +305,28 @@ class Shell:
         # echo not found by now never will be, and must not hold up the next ones.
         self._scanner.forget_echoes()
 
+    async def aclose(self, grace: float = 0.3) -> None:
+        """End the shell as closing its terminal window would, then :meth:`close`.
+
+        SIGHUP goes to the shell itself (it hangs up its jobs and exits), SIGKILL when it
+        is still there ``grace`` seconds later, :meth:`close` last. Why not :meth:`close`
+        alone: the shell's parent is the ``cellbox exec`` relay, outside the container's
+        PID namespace. Killed first, the relay leaves the shell to the host's init to reap,
+        and the container's PID 1 cannot finish exiting until that zombie is reaped: where
+        init reaps lazily, stopping the container took 1-2 s more. Ended this way, the
+        shell is reaped by the relay, which then exits by itself.
+        """
+        if self.alive and self._controller is not None:
+            for signum in (signal.SIGHUP, signal.SIGKILL):
+                if not self._controller.signal_shell(signum) or await self._ends_within(grace):
+                    break
+        self.close()
+
+    async def _ends_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._gone.wait(), seconds)
+        return self._gone.is_set()
+
     def close(self) -> None:
         """End the shell now (SIGKILL: the relay ignores hangups) and stop reading it.
 
@@ -332,6 +356,7 @@ class Shell:
                 self.exit_status = _status(child)
             self._child = None
         self._eof = True
+        self._gone.set()
         self._fd = -1
         for path in self._files:
             with contextlib.suppress(OSError):
@@ -411,8 +436,8 @@ class Shell:
         self._controller.signal_foreground(signal.SIGKILL)
 
     def _give_up(self, cell: _Cell) -> None:
-        if not cell.done.done():
-            self.close()
+        if not cell.done.done() and self._loop is not None:
+            self._closing = self._loop.create_task(self.aclose())
 
     # ------------------------------------------------------------------ internals
 
@@ -577,6 +602,7 @@ class Shell:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(self._fd)
         self._eof = True
+        self._gone.set()
         status = self._reap()
         self.exit_status = status
         cell = self._cell

@@ -9,16 +9,23 @@ text/plain of displays and results, and error names and values. Cells tagged
 ``raises-exception`` may end in an error (nbclient's own convention). The notebooks run in
 a copy of notebooks/ (they write results next to themselves), against the session registry
 acting as the docker.io mirror, with a fresh cellbox root.
+
+A notebook that pushes to a registry of its own names it in its metadata, ``"cellbox":
+{"registry": "127.0.0.1:5000"}`` (share.ipynb: the demo's registry, as ``localhost:5000``):
+one already answering there (a developer's demo registry) is used, else the test starts
+one for the notebook and stops it afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -44,6 +51,36 @@ def cell_text(cell: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+def _answers(address: str) -> bool:
+    try:
+        return httpx.get(f"http://{address}/v2/", timeout=2).status_code in (200, 401)
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def registry_at(address: str, directory: Path) -> Iterator[None]:
+    """A registry at ``address`` (127.0.0.1:PORT) while the block runs: the one answering
+    there already, else one of our own, stopped at the end."""
+    if _answers(address):
+        yield
+        return
+    host, _, port = address.rpartition(":")
+    assert host == "127.0.0.1", f"a notebook's registry must be on 127.0.0.1, not {address}"
+    server = RegistryServer(directory, port=int(port))
+    try:
+        server.start()
+    except RuntimeError:
+        if not _answers(address):  # not another session's, started meanwhile: a failure
+            raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def notebook_env(
     registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -64,10 +101,14 @@ def test_notebook(path: Path, notebook_env: Path, monkeypatch: pytest.MonkeyPatc
     copy = notebook_env / path.name
     monkeypatch.setenv("JPY_SESSION_NAME", str(copy))  # as Jupyter's server tells the kernel
     nb = nbformat.read(copy, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="cellbox",
-        resources={"metadata": {"path": str(notebook_env)}},
-    ).execute()
+    with contextlib.ExitStack() as stack:
+        address = nb.metadata.get("cellbox", {}).get("registry")
+        if address:
+            stack.enter_context(registry_at(address, notebook_env.parent / "registry"))
+        NotebookClient(
+            nb, timeout=300, kernel_name="cellbox",
+            resources={"metadata": {"path": str(notebook_env)}},
+        ).execute()
     checked = 0
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":

@@ -18,10 +18,12 @@ from cellbox.kernel.magics import (
     PsMagic,
     PullMagic,
     PushMagic,
+    RmiMagic,
     RmMagic,
     RunMagic,
     StatsMagic,
     StopMagic,
+    TagMagic,
     Volume,
     help_text,
     parse_cell,
@@ -103,6 +105,10 @@ def test_cell_magic() -> None:
         ("%stop", StopMagic()),
         ("%stop other", StopMagic("other")),
         ("%rm -f other", RmMagic("other", True)),
+        ("%rmi busybox", RmiMagic(("busybox",))),
+        ("%rmi -f localhost:5000/me/hello a:1", RmiMagic(("localhost:5000/me/hello", "a:1"), True)),
+        ("%rmi sha256:0123abcd", RmiMagic(("sha256:0123abcd",))),
+        ("%tag busybox localhost:5000/me/box:v1", TagMagic("busybox", "localhost:5000/me/box:v1")),
         ("%run hello-world", RunMagic(("hello-world",))),
         ("%run --network none busybox echo hi", RunMagic(("--network", "none", "busybox", "echo",
                                                           "hi"))),
@@ -154,6 +160,14 @@ def test_each_magic(line: str, magic: object) -> None:
         ("%stop a b", "unexpected"),
         ("%rm --all", "unknown option"),
         ("%run", "IMAGE is missing"),
+        ("%rmi", "REF is missing"),
+        ("%rmi -f", "REF is missing"),
+        ("%rmi --all x", "unknown option --all"),
+        ("%rmi ok ../etc", "'../etc' is not an image reference"),
+        ("%tag", "SOURCE and TARGET are missing"),
+        ("%tag busybox", "TARGET is missing"),
+        ("%tag a b c", "unexpected argument(s): c"),
+        ("%tag a -b", "unknown option -b"),
         ("%help nosuch", "no magic called 'nosuch'"),
         ("%push", "REF is missing"),
         ("%push a b c", "unexpected"),
@@ -202,3 +216,28 @@ def test_containerfile_cell() -> None:
         True, 3,
     )
     assert cell.code == "" and not cell.has_code
+
+
+def test_help_puts_each_usage_on_its_own_line_with_the_description_under_it() -> None:
+    lines = help_text().split("\n")
+    assert max(map(len, lines)) <= 88
+    for name in ("container", "%container", "ps", "rmi", "tag", "%containerfile", "help"):
+        synopsis = usage(name).split("\n")[0].removeprefix("usage: ")
+        start = lines.index(synopsis)  # the synopsis (or its first part) alone on a line
+        following = lines[start + 1]
+        assert following.startswith("  ") and following.strip()  # then indented text
+    rmi = lines.index("%rmi [-f] REF...")
+    assert lines[rmi + 1].startswith("    Remove stored images")
+    build = next(i for i, line in enumerate(lines) if line.startswith("%%containerfile REF"))
+    assert lines[build + 1].startswith("  [")  # the synopsis goes on, less indented
+    assert lines[build + 2].startswith("    Build the rest of the cell")
+
+
+def test_usage_text_is_wrapped_and_keeps_the_option_table() -> None:
+    text = usage("container")
+    assert max(map(len, text.split("\n"))) <= 88
+    assert "\n  --memory M             memory limit, e.g. 512m or 2g\n" in text
+    assert "\n\nOptions:\n" in text
+    build = usage("%containerfile").split("\n")
+    assert build[0].startswith("usage: %%containerfile REF")
+    assert build[1].startswith("       [")  # under the synopsis, not inside a [...] group
