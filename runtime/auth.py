@@ -221,7 +221,7 @@ def _entry_credentials(key: str, entry: object, path: Path) -> Credentials | Non
     return Credentials(username, password, str(identity) if identity else None)
 
 
-def load_credentials(docker_config: Path, registry: str) -> Credentials | None:
+def load_credentials(docker_config: str | os.PathLike[str], registry: str) -> Credentials | None:
     """Credentials for ``registry`` (a host[:port]) from ``docker_config``/config.json.
 
     Reads the ``auths`` map (base64 ``auth`` or ``username``/``password``, and
@@ -255,7 +255,9 @@ def _config_key(registry: str) -> str:
     return "https://index.docker.io/v1/" if host == DOCKER_HUB else host
 
 
-def _rewrite_config(docker_config: Path, change: Callable[[dict[str, Any]], None]) -> None:
+def _rewrite_config(
+    docker_config: str | os.PathLike[str], change: Callable[[dict[str, Any]], None]
+) -> None:
     path = Path(docker_config) / "config.json"
     try:
         data = json.loads(path.read_text())
@@ -281,7 +283,9 @@ def _rewrite_config(docker_config: Path, change: Callable[[dict[str, Any]], None
         raise
 
 
-def save_credentials(docker_config: Path, registry: str, username: str, password: str) -> None:
+def save_credentials(
+    docker_config: str | os.PathLike[str], registry: str, username: str, password: str
+) -> None:
     """Store credentials for ``registry`` in ``docker_config``/config.json, as docker login.
 
     Other entries and keys of the file are kept; an older entry for the same registry
@@ -300,7 +304,7 @@ def save_credentials(docker_config: Path, registry: str, username: str, password
     _rewrite_config(docker_config, change)
 
 
-def forget_credentials(docker_config: Path, registry: str) -> bool:
+def forget_credentials(docker_config: str | os.PathLike[str], registry: str) -> bool:
     """Remove ``registry``'s credentials from config.json; False if there were none."""
     removed: list[str] = []
 

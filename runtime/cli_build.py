@@ -215,7 +215,7 @@ def _login(args: argparse.Namespace) -> int:
         # Refused credentials are an AuthError here, and nothing is written.
         client.ping(args.registry, Credentials(username, password))
     save_credentials(settings.docker_config, args.registry, username, password)
-    print(f"Credentials saved in {settings.docker_config / 'config.json'}")
+    print(f"Credentials saved in {os.path.join(settings.docker_config, 'config.json')}")
     print("Login Succeeded")
     return 0
 

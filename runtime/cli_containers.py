@@ -315,12 +315,16 @@ def _create(args: argparse.Namespace, settings: Settings) -> Container:
 
 def _forward_signals(container: Container) -> None:
     """Signals to this process go to the container's PID 1, as ``docker run`` does."""
-    import contextlib
-    import signal
+    if TYPE_CHECKING:
+        import signal
+    else:
+        import _signal as signal  # the C module: signal.py imports enum
 
     def forward(signum: int, _frame: Any) -> None:
-        with contextlib.suppress(CellboxError):
+        try:  # noqa: SIM105 - no contextlib on the start path
             container.kill(signum)
+        except CellboxError:
+            pass
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
@@ -334,7 +338,7 @@ def _start_failed(container: Container, exc: CellboxError) -> int:
 
 
 def _run_attached(container: Container, *, stdin: bool) -> int:
-    import contextlib
+    from .ctx import suppress
 
     try:
         try:
@@ -345,7 +349,7 @@ def _run_attached(container: Container, *, stdin: bool) -> int:
         code = container.wait()
     finally:
         if container.config.auto_remove:
-            with contextlib.suppress(ContainerNotFound):
+            with suppress(ContainerNotFound):
                 container.remove(force=True)
     return 125 if code is None else code
 

@@ -8,7 +8,6 @@ layer state otherwise), aligned columns for lists, JSON for ``inspect``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import sys
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import CellboxError, ContainerNotFound, ImageNotFound
 from .images import Image, history, image_size
+from .records import replace
 from .reference import Reference
 from .settings import Settings
 from .store import Store
@@ -229,7 +229,7 @@ def _images(args: argparse.Namespace) -> int:
             ref = Reference.parse(image.reference)
             if wanted and ref.name != wanted:
                 continue
-            repository = dataclasses.replace(ref, tag=None, digest=None).familiar
+            repository = replace(ref, tag=None, digest=None).familiar
             tag = ref.tag or "<none>"
         elif wanted:
             continue

@@ -457,8 +457,8 @@ def commit_container(
     for change in changes:
         parse_change(change)  # refuse a bad -c before the expensive part
     exclude = _excluded_paths(container) | _mountpoint_placeholders(container)
-    tmp_dir = container.settings.root / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = os.path.join(container.settings.root, "tmp")
+    os.makedirs(tmp_dir, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix="commit-", suffix=".tar.gz", dir=tmp_dir)
     try:
         with open(fd, "w+b") as blob:

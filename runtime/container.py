@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import _thread
 import builtins
-import contextlib
 import os
 import sys
-from pathlib import Path
 
-from .containerfiles import discard_tree
+from .containerfiles import discard_tree, remove_tree
 from .containerstate import (
     ContainerConfig,
     ContainerState,
@@ -47,6 +45,7 @@ from .containerstate import (
     write_json,
     write_text_atomic,
 )
+from .ctx import Flock, suppress
 from .errors import (
     CellboxError,
     CgroupError,
@@ -60,12 +59,14 @@ from .settings import Settings
 
 # Only what every command needs is imported up here: `cellbox run` and `ps` load this
 # module, and each import shows in their time. The rest is imported where it is used
-# (typing, signal.py and collections.abc not at all).
+# (typing, signal.py, contextlib, pathlib and collections.abc not at all: paths are
+# strings inside, and the Path properties import pathlib when a caller asks for one).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
     from collections.abc import Callable, Iterator
     from datetime import datetime
+    from pathlib import Path
     from typing import Any
 
     from .cgroups import Cgroup
@@ -87,27 +88,32 @@ AUTO_REMOVE_GRACE = 10.0  # seconds an exited --rm container is left to its own 
 
 # ---------------------------------------------------------------------------- helpers
 
-def _containers_dir(settings: Settings) -> Path:
-    return settings.root / "containers"
+def _containers_dir(settings: Settings) -> str:
+    return os.path.join(settings.root, "containers")
 
 
 def _index(settings: Settings) -> NameIndex:
-    return NameIndex(_containers_dir(settings), settings.root / "locks" / "containers.lock")
+    return NameIndex(_containers_dir(settings),
+                     os.path.join(settings.root, "locks", "containers.lock"))
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    import fcntl
+class _ContainerLock(Flock):
+    """The container's ``.lock``; ContainerNotFound once its directory is gone."""
 
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except FileNotFoundError:
-        raise ContainerNotFound(f"container {path.parent.name[:12]} was removed") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    __slots__ = ()
+
+    def __enter__(self) -> int:
+        try:
+            return super().__enter__()
+        except FileNotFoundError:
+            name = os.path.basename(os.path.dirname(self.path))
+            raise ContainerNotFound(f"container {name[:12]} was removed") from None
+
+
+def _path(path: str) -> Path:
+    from pathlib import Path  # only for callers that ask for a Path
+
+    return Path(path)
 
 
 def _online_cpus() -> int:
@@ -136,7 +142,7 @@ class Container:
         self.config = config
         self.state = state
         self.settings = settings
-        self.directory = _containers_dir(settings) / config.id
+        self._dir = os.path.join(_containers_dir(settings), config.id)
         self._handle: SandboxHandle | None = None  # when started by this process
         self._log_writer: LogWriter | None = None
         self._log_lock = _thread.allocate_lock()
@@ -183,31 +189,39 @@ class Container:
         return self.state.pid if self.running else None
 
     @property
+    def directory(self) -> Path:
+        """The container's directory, ``<root>/containers/<id>``."""
+        return _path(self._dir)
+
+    @property
     def upper_dir(self) -> Path:
-        return self.directory / "upper"
+        return _path(os.path.join(self._dir, "upper"))
 
     @property
     def exchange_dir(self) -> Path:
         """Host side of the kernel <-> container exchange: ``in/`` and ``out/``."""
-        return self.directory / "exchange"
+        return _path(os.path.join(self._dir, "exchange"))
 
     @property
     def log_dir(self) -> Path:
-        return self.directory
+        return _path(self._dir)
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self._dir, name)
 
     # -- files ----------------------------------------------------------------------
 
-    def _lock(self) -> contextlib.AbstractContextManager[None]:
-        return _flock(self.directory / ".lock")
+    def _lock(self) -> Flock:
+        return _ContainerLock(self._file(".lock"), nofollow=True)
 
     def _read_state(self) -> ContainerState:
         try:
-            return ContainerState.from_dict(read_json(self.directory / "state.json"))
+            return ContainerState.from_dict(read_json(self._file("state.json")))
         except FileNotFoundError:
             raise ContainerNotFound(f"container {self.short_id} was removed") from None
 
     def _write_state(self) -> None:
-        write_json(self.directory / "state.json", self.state.to_dict())
+        write_json(self._file("state.json"), self.state.to_dict())
 
     def refresh(self) -> Container:
         """Re-read the state; finish the container if it has ended since (see module doc)."""
@@ -218,7 +232,7 @@ class Container:
                 self.state = self._read_state()
                 # Whoever looks first cleans up; a failure here is retried by the next look
                 # (and reported by stop/rm, which call the same code without this guard).
-                with contextlib.suppress(ContainerError):
+                with suppress(ContainerError):
                     self._finish_locked()
                     if not self.state.cleaned and self.state.status == "exited":
                         self._release_locked()
@@ -263,29 +277,27 @@ class Container:
             layers=[layer.chain_id for layer in image.layers],
         )
         containers = _containers_dir(settings)
-        directory = containers / container_id
+        directory = os.path.join(containers, container_id)
         index = _index(settings)
-        containers.mkdir(parents=True, exist_ok=True)
+        os.makedirs(containers, exist_ok=True)
         with index.lock():
             name = index.claim(config.name or None, container_id, set(list_ids(containers)))
             resolved = replace(resolved, name=name)
             try:
-                directory.mkdir(mode=0o700)
-                for sub in ("upper", "work", "exchange/in", "exchange/out"):
-                    (directory / sub).mkdir(parents=True)
+                os.mkdir(directory, 0o700)
+                for sub in ("upper", "work", "exchange", "exchange/in", "exchange/out"):
+                    os.mkdir(os.path.join(directory, sub))
                 # The container writes display files here as its own root user.
-                (directory / "exchange").chmod(0o755)
-                (directory / "exchange" / "out").chmod(0o1777)
+                os.chmod(os.path.join(directory, "exchange"), 0o755)
+                os.chmod(os.path.join(directory, "exchange", "out"), 0o1777)
                 state = ContainerState(status="created")
-                write_json(directory / "state.json", state.to_dict())
-                write_json(directory / "image-config.json", image.config)
+                write_json(os.path.join(directory, "state.json"), state.to_dict())
+                write_json(os.path.join(directory, "image-config.json"), image.config)
                 # config.json last: a directory without it is not a container (list_ids).
-                write_json(directory / "config.json", resolved.to_dict())
+                write_json(os.path.join(directory, "config.json"), resolved.to_dict())
             except BaseException:
-                import shutil
-
                 index.release(name, container_id)
-                shutil.rmtree(directory, ignore_errors=True)
+                remove_tree(directory)
                 raise
         return cls(resolved, state, settings)
 
@@ -312,7 +324,7 @@ class Container:
                 container.wait()
         finally:
             if not detach and config.auto_remove:
-                with contextlib.suppress(ContainerNotFound):
+                with suppress(ContainerNotFound):
                     container.remove(force=True)
         return container
 
@@ -322,15 +334,16 @@ class Container:
         settings = settings or Settings.load()
         containers = _containers_dir(settings)
         container_id = resolve(containers, _index(settings), key)
-        return cls._from_dir(containers / container_id, settings)
+        return cls._from_dir(os.path.join(containers, container_id), settings)
 
     @classmethod
-    def _from_dir(cls, directory: Path, settings: Settings) -> Container:
+    def _from_dir(cls, directory: str, settings: Settings) -> Container:
         try:
-            config = ContainerConfig.from_dict(read_json(directory / "config.json"))
-            state = ContainerState.from_dict(read_json(directory / "state.json"))
+            config = ContainerConfig.from_dict(read_json(os.path.join(directory, "config.json")))
+            state = ContainerState.from_dict(read_json(os.path.join(directory, "state.json")))
         except FileNotFoundError:
-            raise ContainerNotFound(f"container {directory.name[:12]} was removed") from None
+            name = os.path.basename(directory)
+            raise ContainerNotFound(f"container {name[:12]} was removed") from None
         container = cls(config, state, settings)
         return container.refresh()
 
@@ -347,11 +360,11 @@ class Container:
         found = []
         for container_id in list_ids(containers):
             try:
-                container = cls._from_dir(containers / container_id, settings)
+                container = cls._from_dir(os.path.join(containers, container_id), settings)
             except (ContainerNotFound, ContainerError):
                 continue
             if container._orphaned_auto_remove():
-                with contextlib.suppress(CellboxError):
+                with suppress(CellboxError):
                     container.remove()
                 continue
             if all or container.running:
@@ -376,17 +389,17 @@ class Container:
     # -- start ------------------------------------------------------------------------
 
     def _lower_dirs(self) -> builtins.list[str]:
-        layers = self.settings.root / "layers"
+        layers = os.path.join(self.settings.root, "layers")
         dirs = []
         for chain_id in reversed(self.config.layers):  # overlayfs wants the top first
-            path = layers / chain_id.removeprefix("sha256:") / "diff"
-            if not path.is_dir():
+            path = os.path.join(layers, chain_id.removeprefix("sha256:"), "diff")
+            if not os.path.isdir(path):
                 raise ContainerError(
                     f"cannot start {self.name}: layer {chain_id[:19]} of its image "
                     f"{self.config.image} is no longer in the store; pull the image again "
                     f"(cellbox pull {self.config.image})"
                 )
-            dirs.append(str(path))
+            dirs.append(path)
         return dirs
 
     def _limits(self) -> Any:
@@ -417,8 +430,8 @@ class Container:
 
         cfg = self.config
         mounts = [
-            MountSpec(str(self.exchange_dir / "in"), EXCHANGE_IN, readonly=True),
-            MountSpec(str(self.exchange_dir / "out"), EXCHANGE_OUT, readonly=False),
+            MountSpec(os.path.join(self._dir, "exchange", "in"), EXCHANGE_IN, readonly=True),
+            MountSpec(os.path.join(self._dir, "exchange", "out"), EXCHANGE_OUT, readonly=False),
         ] + [MountSpec(v.source, v.destination, readonly=v.readonly) for v in cfg.volumes]
         namespaces = ["mount", "uts", "ipc", "pid", "cgroup"]
         if cfg.network != "host":
@@ -434,17 +447,17 @@ class Container:
             id=self.id,
             hostname=cfg.hostname,
             lower_dirs=self._lower_dirs(),
-            upper_dir=str(self.directory / "upper"),
-            work_dir=str(self.directory / "work"),
+            upper_dir=self._file("upper"),
+            work_dir=self._file("work"),
             mounts=mounts,
             process=process,
             etc_files=etc,
             namespaces=namespaces,
-            cgroup_procs=[str(p) for p in cgroup.procs_files()] if cgroup else [],
-            log_path=str(self.directory / "log.jsonl"),
+            cgroup_procs=cgroup.procs_files() if cgroup else [],
+            log_path=self._file("log.jsonl"),
             log_max_bytes=cfg.log_max_bytes,
-            state_dir=str(self.directory),
-            oom_file=str(oom_file) if oom_file else None,
+            state_dir=self._dir,
+            oom_file=oom_file,
         )
 
     def start(self, *, attach: bool = False, stdin: bool = False) -> Container:
@@ -461,8 +474,8 @@ class Container:
                 self._finish_locked()
             if not self.state.cleaned:
                 self._release_locked()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.directory / "exit.json")
+            with suppress(FileNotFoundError):
+                os.unlink(self._file("exit.json"))
             self.state = ContainerState(status="created", cleaned=False)
             self._write_state()  # cleaned=False: a crash from here on is cleaned up later
             try:
@@ -475,10 +488,10 @@ class Container:
     def _abort_start_locked(self, exc: BaseException) -> None:
         """A start failed half way: kill what was started, release, record why."""
         if self.state.pid and process_start_ticks(self.state.pid) == self.state.start_ticks:
-            with contextlib.suppress(CellboxError, OSError):
+            with suppress(CellboxError, OSError):
                 self._kill(self.state.pid)
                 wait_pid(self.state.pid, self.state.start_ticks, 10)
-        with contextlib.suppress(CellboxError, OSError):
+        with suppress(CellboxError, OSError):
             self._release_locked()
         # Like docker: 127 for a command that does not exist, 126 not executable, else 125.
         code = getattr(exc, "exit_code", 125)
@@ -517,7 +530,7 @@ class Container:
                 # PID 1 bind-mounts the state dir's files after this returns: give
                 # /etc/hosts the address it just got.
                 hosts = self._etc_files(network.get("ip"))["/etc/hosts"]
-                write_text_atomic(etc_file_source(str(self.directory), "/etc/hosts"), hosts)
+                write_text_atomic(etc_file_source(self._dir, "/etc/hosts"), hosts)
 
         handle = start_sandbox(spec, on_created=on_created, attach=attach, stdin=stdin)
         self._handle = handle
@@ -540,7 +553,7 @@ class Container:
 
     def _exit_record(self) -> dict[str, Any]:
         try:
-            data = read_json(self.directory / "exit.json")
+            data = read_json(self._file("exit.json"))
         except (FileNotFoundError, ContainerError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -574,7 +587,7 @@ class Container:
     def _cgroup_oom_kills(self) -> int:
         from .cgroups import open_cgroup
 
-        with contextlib.suppress(CellboxError, OSError):
+        with suppress(CellboxError, OSError):
             cgroup = open_cgroup(self.id, parent=self.settings.cgroup_parent)
             if cgroup is not None:
                 return cgroup.oom_kills()
@@ -681,13 +694,13 @@ class Container:
             if not self.state.cleaned:
                 self._release_locked()
             index = _index(self.settings)
-            trash = self.directory.with_name(f".removing-{self.id}")
+            trash = os.path.join(os.path.dirname(self._dir), f".removing-{self.id}")
             with index.lock():
                 index.release(self.name, self.id)
-                os.rename(self.directory, trash)
+                os.rename(self._dir, trash)
         self._close_log()
         # The name and id are free now; the files go in the background (see discard_tree).
-        discard_tree(str(trash))
+        discard_tree(trash)
 
     # -- exec -----------------------------------------------------------------------
 
@@ -781,7 +794,7 @@ class Container:
             return
         with self._log_lock:
             if self._log_writer is None:
-                self._log_writer = LogWriter(self.directory, self.config.log_max_bytes)
+                self._log_writer = LogWriter(self._dir, self.config.log_max_bytes)
             self._log_writer.write(records)
 
     def _close_log(self) -> None:
@@ -804,12 +817,12 @@ class Container:
         def ended() -> bool:
             if stop is not None and stop():
                 return True
-            with contextlib.suppress(ContainerNotFound):
+            with suppress(ContainerNotFound):
                 self.state = self._read_state()
                 return not self.state.alive()
             return True
 
-        return read_logs(self.directory, tail=tail, since=since, follow=follow, stop=ended)
+        return read_logs(self._dir, tail=tail, since=since, follow=follow, stop=ended)
 
     # -- stats and inspect ----------------------------------------------------------
 
@@ -822,7 +835,7 @@ class Container:
     def image_config(self) -> dict[str, Any]:
         """The config of the image the container was created from (kept with it)."""
         try:
-            data = read_json(self.directory / "image-config.json")
+            data = read_json(self._file("image-config.json"))
         except FileNotFoundError:
             return {}
         return data if isinstance(data, dict) else {}

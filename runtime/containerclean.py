@@ -92,6 +92,6 @@ def prune_leftovers(settings: Settings | None = None) -> list[str]:
             if entry.startswith(".removing-"):
                 import shutil
 
-                shutil.rmtree(containers / entry, ignore_errors=True)
+                shutil.rmtree(os.path.join(containers, entry), ignore_errors=True)
                 report.append(f"removed half-removed container dir {entry[10:22]}")
     return report

@@ -95,6 +95,7 @@ def inspect_container(container: Container) -> dict[str, Any]:
     cfg, st = container.config, container.state
     running = container.running
     network = st.network if running else {}
+    layers = os.path.join(container.settings.root, "layers")
     return {
         "Id": cfg.id,
         "Name": cfg.name,
@@ -149,7 +150,7 @@ def inspect_container(container: Container) -> dict[str, Any]:
             "Name": "overlay",
             "Data": {
                 "LowerDir": ":".join(
-                    str(container.settings.root / "layers" / c.removeprefix("sha256:") / "diff")
+                    os.path.join(layers, c.removeprefix("sha256:"), "diff")
                     for c in reversed(cfg.layers)
                 ),
                 "UpperDir": str(container.directory / "upper"),

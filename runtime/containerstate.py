@@ -17,13 +17,9 @@ a crash of the host process or a reboot a container reads as exited, not stale-r
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import re
 import select
 import time
-from pathlib import Path
 
 from .containerfiles import (
     boot_id,
@@ -34,15 +30,18 @@ from .containerfiles import (
     process_alive,
     process_start_ticks,
 )
+from .ctx import Flock
 from .errors import ConfigError, ContainerError, ContainerExists
 from .records import asdict, field, fields, record
 
+# `cellbox run` loads this module: no re, pathlib, contextlib or json here (paths are
+# strings; any path-like is accepted), datetime and portmap only where used.
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # imported where used (datetime, portmap) or not at all (typing)
-    from collections.abc import Iterator
+if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
 
+    from .paths import StrPath
     from .portmap import PortMapping
 
 __all__ = [
@@ -63,7 +62,8 @@ __all__ = [
     "write_text_atomic",
 ]
 
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
 
 # Short, friendly and unambiguous, in the spirit of Docker's names-generator.
 _ADJECTIVES = (
@@ -99,7 +99,7 @@ def random_name() -> str:
 
 def validate_name(name: str) -> str:
     """A container name as Docker allows it: ``[a-zA-Z0-9][a-zA-Z0-9_.-]*``, not an id."""
-    if not _NAME.match(name):
+    if not (0 < len(name) <= 128 and name[0] in _NAME_FIRST and _NAME_REST.issuperset(name)):
         raise ConfigError(
             f"--name: {name!r} is not a valid container name; use letters, digits, '_', '.' "
             "and '-', starting with a letter or digit (at most 128 characters)"
@@ -124,9 +124,11 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: StrPath, data: Any) -> None:
     """Replace ``path`` atomically with ``data`` as JSON (indented, keys sorted)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     text = (dump_json(data) + "\n").encode()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
@@ -138,12 +140,14 @@ def write_json(path: Path, data: Any) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - no contextlib on the start path
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: StrPath) -> Any:
     """The JSON in ``path`` (FileNotFoundError passes through; bad JSON is a ContainerError)."""
     return load_json(os.fspath(path))
 
@@ -297,16 +301,9 @@ class ContainerState:
 
 # ---------------------------------------------------------------------------- locks, index
 
-@contextlib.contextmanager
-def flocked(path: Path, *, shared: bool = False) -> Iterator[int]:
+def flocked(path: StrPath, *, shared: bool = False) -> Flock:
     """Hold an flock on ``path`` (created if missing) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)
+    return Flock(path, shared=shared, make_parent=True)
 
 
 class NameIndex:
@@ -316,11 +313,11 @@ class NameIndex:
     ``cellbox run --name x`` at once give one container and one clear error.
     """
 
-    def __init__(self, containers_dir: Path, lock_path: Path) -> None:
-        self.path = containers_dir / "names.json"
-        self.lock_path = lock_path
+    def __init__(self, containers_dir: StrPath, lock_path: StrPath) -> None:
+        self.path = os.path.join(containers_dir, "names.json")
+        self.lock_path = os.fspath(lock_path)
 
-    def lock(self) -> contextlib.AbstractContextManager[int]:
+    def lock(self) -> Flock:
         return flocked(self.lock_path)
 
     def read(self) -> dict[str, str]:
@@ -366,15 +363,16 @@ class NameIndex:
             write_json(self.path, names)
 
 
-def resolve(containers_dir: Path, index: NameIndex, key: str) -> str:
+def resolve(containers_dir: StrPath, index: NameIndex, key: str) -> str:
     """The id of the container named ``key``, or with id ``key``, or an unambiguous prefix."""
-    return find_id(os.fspath(containers_dir), key, os.fspath(index.path))
+    return find_id(os.fspath(containers_dir), key, index.path)
 
 
-def list_ids(containers_dir: Path) -> list[str]:
+def list_ids(containers_dir: StrPath) -> list[str]:
     """Ids of every container with a config on disk."""
     try:
         entries = os.listdir(containers_dir)
     except FileNotFoundError:
         return []
-    return [e for e in entries if is_id(e) and (containers_dir / e / "config.json").exists()]
+    return [e for e in entries
+            if is_id(e) and os.path.exists(os.path.join(containers_dir, e, "config.json"))]

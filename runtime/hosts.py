@@ -14,12 +14,19 @@ them into the container's state dir and the sandbox bind-mounts them. Content ru
   file as is.
 
 The functions that build content are pure; :func:`etc_files` reads the host's files.
+Every container start runs this: paths are strings, and ipaddress (≈ 5 ms to import) is
+only needed for a nameserver that is not a plain dotted quad.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from pathlib import Path
+import os
+
+from .paths import clean
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .paths import StrPath
 
 __all__ = [
     "DEFAULT_NAMESERVERS",
@@ -39,7 +46,7 @@ _BASE_HOSTS = (
     "ff02::1\tip6-allnodes\n"
     "ff02::2\tip6-allrouters\n"
 )
-_SYSTEMD_RESOLVED = Path("/run/systemd/resolve/resolv.conf")
+_SYSTEMD_RESOLVED = "/run/systemd/resolve/resolv.conf"
 
 
 def hostname_file(hostname: str) -> str:
@@ -54,9 +61,23 @@ def hosts_file(hostname: str, ip: str | None, extra: list[tuple[str, str]] | Non
     return "".join(lines)
 
 
+def _octet(text: str) -> bool:
+    """``text`` is an IPv4 octet as ipaddress accepts it (0-255, no leading zero)."""
+    return (text.isascii() and text.isdigit() and len(text) <= 3
+            and (text == "0" or text[0] != "0") and int(text) <= 255)
+
+
 def _is_loopback(address: str) -> bool:
+    host = address.split("%", 1)[0]
+    octets = host.split(".")
+    if len(octets) == 4 and all(_octet(octet) for octet in octets):
+        return octets[0] == "127"  # 127.0.0.0/8, exactly as ipaddress decides
+    if host == "::1":
+        return True
+    import ipaddress  # anything else: ipaddress's own rules
+
     try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
@@ -81,9 +102,10 @@ def filter_resolv_conf(text: str) -> tuple[str, bool]:
     return "\n".join(out).strip("\n") + "\n", kept > 0
 
 
-def _read(path: Path) -> str:
+def _read(path: str) -> str:
     try:
-        return path.read_text(errors="replace")
+        with open(path, errors="replace") as f:
+            return f.read()
     except OSError:
         return ""
 
@@ -93,18 +115,19 @@ def etc_files(
     network: str,
     ip: str | None = None,
     *,
-    host_etc: Path = Path("/etc"),
+    host_etc: StrPath = "/etc",
 ) -> dict[str, str]:
     """The three files, keyed by their path inside the container."""
+    etc = os.fspath(host_etc)
     if network == "host":
-        hosts = _read(host_etc / "hosts") or hosts_file(hostname, None)
-        resolv = _read(host_etc / "resolv.conf")
+        hosts = _read(os.path.join(etc, "hosts")) or hosts_file(hostname, None)
+        resolv = _read(os.path.join(etc, "resolv.conf"))
         if not resolv.strip():
             resolv = "".join(f"nameserver {ns}\n" for ns in DEFAULT_NAMESERVERS)
     else:
         hosts = hosts_file(hostname, ip)
-        host_resolv = _read(host_etc / "resolv.conf")
-        if "127.0.0.53" in host_resolv and host_etc == Path("/etc"):
+        host_resolv = _read(os.path.join(etc, "resolv.conf"))
+        if "127.0.0.53" in host_resolv and clean(etc) == "/etc":
             host_resolv = _read(_SYSTEMD_RESOLVED) or host_resolv
         resolv, _ = filter_resolv_conf(host_resolv)
     return {

@@ -8,8 +8,9 @@ talks to a registry: that is :mod:`.pull`.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
+from .paths import clean
 from .records import record
 
 try:
@@ -21,6 +22,7 @@ except ImportError:  # Python 3.12+ calls it _sha2
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from pathlib import Path
     from typing import Any
 
     from .settings import Settings
@@ -69,21 +71,36 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
 
 @record(frozen=True)
 class Layer:
-    """One layer of an image, unpacked in the store."""
+    """One layer of an image, unpacked in the store.
+
+    ``lower_dir`` is a string (reading an image for ``cellbox run`` avoids pathlib); it
+    may be given as any path-like, and :attr:`path` is the same directory as a ``Path``.
+    """
 
     digest: str  # compressed blob digest (manifest)
     diff_id: str  # uncompressed digest (config rootfs.diff_ids)
     chain_id: str
     size: int  # compressed size
-    path: Path  # the unpacked lower dir (layers/<chain>/diff)
+    lower_dir: str  # the unpacked lower dir (layers/<chain>/diff)
     media_type: str = OCI_LAYER_GZIP
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lower_dir", clean(self.lower_dir))
+
+    @property
+    def path(self) -> Path:
+        """The unpacked lower dir as a ``Path`` (pathlib is imported on first use)."""
+        from pathlib import Path
+
+        return Path(self.lower_dir)
 
     def info(self) -> dict[str, Any]:
         """The layer's layer.json (diff_id, digest, sizes, entries), {} if unreadable."""
         import json
 
         try:
-            data = json.loads((self.path.parent / "layer.json").read_text())
+            with open(os.path.join(os.path.dirname(self.lower_dir), "layer.json")) as f:
+                data = json.loads(f.read())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}

@@ -128,7 +128,7 @@ def bridge_name(settings: Settings) -> str:
 
 def state_dir(settings: Settings) -> Path:
     """Where the bridge's lease file and lock live: ``$CELLBOX_RUN/network/<bridge>``."""
-    return settings.run / "network" / bridge_name(settings)
+    return Path(settings.run) / "network" / bridge_name(settings)
 
 
 def link_exists(name: str) -> bool:

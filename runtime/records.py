@@ -8,6 +8,8 @@ record class gets the same behaviour from shared generic methods instead, for â‰
 * ``__init__`` taking the fields positionally or by keyword, in declaration order, with
   defaults and ``field(default_factory=...)``; TypeError for a missing, unknown or doubled
   argument, as a dataclass raises;
+* ``__post_init__(self)``, when the class defines one, called at the end of ``__init__``
+  (checks, or normalising a field: a frozen record sets it with ``object.__setattr__``);
 * ``__repr__`` and ``__eq__`` (same class, equal fields) as a dataclass's; mutable records
   are unhashable; ``frozen=True`` ones refuse assignment (:class:`FrozenRecordError`) and
   hash by their fields;
@@ -70,6 +72,7 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
                 spec.append((name, default, None))
         attributes: dict[str, Any] = {
             "__record_fields__": tuple(spec),
+            "__record_post_init__": cls.__dict__.get("__post_init__"),
             "__init__": _init,
             "__repr__": _repr,
             "__eq__": _eq,
@@ -109,6 +112,9 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     if kwargs:
         raise TypeError(f"{cls.__name__}() got an unexpected keyword argument "
                         f"{next(iter(kwargs))!r}")
+    post_init = cls.__record_post_init__
+    if post_init is not None:
+        post_init(self)
 
 
 def _values(obj: Any) -> tuple[Any, ...]:

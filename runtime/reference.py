@@ -13,14 +13,17 @@ and Docker's normalisation: the first component is a registry only if it contain
 or a ``:`` or is ``localhost``; otherwise the registry is ``docker.io``, where a one-part
 name lives under ``library/``. ``index.docker.io`` is another name of ``docker.io``.
 Pure: no I/O.
+
+``cellbox run IMAGE`` parses a reference on every start, so the grammar is checked by
+the small scanners below rather than regular expressions (``re`` with the enum and
+functools it imports costs ≈ 9 ms); tests/unit/test_reference.py holds them to the
+regular expressions of the grammar above.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
-
 from .errors import InvalidReference
+from .records import record, replace
 
 __all__ = [
     "DOCKER_HUB",
@@ -35,13 +38,79 @@ DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _MAX_NAME = 255
 
-_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_DOMAIN_COMPONENT = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
-_HOST = re.compile(
-    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?"
-)
-_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
-_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+_DIGITS = frozenset("0123456789")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_LETTERS = _LOWER | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ALNUM = _LETTERS | _DIGITS
+_LOWER_ALNUM = _LOWER | _DIGITS
+_HEX_DIGITS = _DIGITS | frozenset("abcdefABCDEF")
+_HEX_LOWER = _DIGITS | frozenset("abcdef")
+_TAG_FIRST = _ALNUM | {"_"}
+_TAG_REST = _TAG_FIRST | {".", "-"}
+_LABEL = _ALNUM | {"-"}
+_BRACKETED = _HEX_DIGITS | {":", "."}
+_PATH_SEPARATORS = frozenset({".", "_", "__"})
+
+
+def _is_path_component(text: str) -> bool:
+    """``[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*``: runs of [a-z0-9] joined by separators."""
+    if not text or text[0] not in _LOWER_ALNUM or text[-1] not in _LOWER_ALNUM:
+        return False
+    separator = ""
+    for char in text:
+        if char in _LOWER_ALNUM:
+            if separator and separator not in _PATH_SEPARATORS and set(separator) != {"-"}:
+                return False
+            separator = ""
+        elif char in "._-":
+            separator += char
+        else:
+            return False
+    return True
+
+
+def _is_host(text: str) -> bool:
+    """``(?:DNS-NAME|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]+)?``, labels ``[A-Za-z0-9](-*[A-Za-z0-9])*``."""
+    if text.startswith("["):
+        inside, bracket, port = text[1:].partition("]")
+        if not bracket or not inside or not _BRACKETED.issuperset(inside):
+            return False
+        if port:
+            return port[0] == ":" and len(port) > 1 and _DIGITS.issuperset(port[1:])
+        return True
+    name, colon, port = text.partition(":")
+    if colon and not (port and _DIGITS.issuperset(port)):
+        return False
+    return all(
+        label and label[0] in _ALNUM and label[-1] in _ALNUM and _LABEL.issuperset(label)
+        for label in name.split(".")
+    )
+
+
+def _is_tag(text: str) -> bool:
+    """``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``."""
+    return 0 < len(text) <= 128 and text[0] in _TAG_FIRST and _TAG_REST.issuperset(text)
+
+
+def _is_digest(text: str) -> bool:
+    """``ALGORITHM:HEX``: ``[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*`` and 32 or
+    more hex digits."""
+    algorithm, colon, hexpart = text.partition(":")
+    if not colon or len(hexpart) < 32 or not _HEX_DIGITS.issuperset(hexpart):
+        return False
+    component = ""
+    for char in algorithm + "+":  # a final separator closes the last component
+        if char in "-_+.":
+            if not component or component[0] not in _LETTERS:
+                return False
+            component = ""
+        elif char in _ALNUM:
+            component += char
+        else:
+            return False
+    return True
+
+
 # algorithm -> hex length; only what cellbox can verify (hashlib) is accepted.
 _DIGEST_HEX = {"sha256": 64, "sha512": 128}
 _TAG_HELP = (
@@ -54,7 +123,7 @@ def check_digest(digest: str, *, what: str = "digest") -> str:
 
     Raises :class:`InvalidReference` naming ``what`` and the bad digest.
     """
-    if not _DIGEST.fullmatch(digest):
+    if not _is_digest(digest):
         raise InvalidReference(
             f"invalid {what} {digest!r}: a digest is ALGORITHM:HEX, like sha256:<64 hex digits>"
         )
@@ -92,14 +161,14 @@ def _check_repository(text: str, repository: str) -> None:
             f"invalid reference {text!r}: repository name {repository!r} must be lowercase"
         )
     for component in repository.split("/"):
-        if not _PATH_COMPONENT.fullmatch(component):
+        if not _is_path_component(component):
             raise InvalidReference(
                 f"invalid reference {text!r}: bad repository name component {component!r} "
                 "(lowercase letters and digits, separated by '.', '_', '__' or '-')"
             )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A normalised image reference, e.g. ``docker.io/library/ubuntu:latest``."""
 
@@ -121,7 +190,7 @@ class Reference:
         colon = rest.rfind(":")
         if colon > rest.rfind("/"):
             rest, tag = rest[:colon], rest[colon + 1 :]
-            if not _TAG.fullmatch(tag):
+            if not _is_tag(tag):
                 raise InvalidReference(f"invalid tag {tag!r} in {text!r}: {_TAG_HELP}")
         if len(rest) > _MAX_NAME:
             raise InvalidReference(
@@ -129,9 +198,9 @@ class Reference:
                 "characters"
             )
         registry, repository = _split_domain(rest)
-        if registry != DOCKER_HUB and not _HOST.fullmatch(registry):
+        if registry != DOCKER_HUB and not _is_host(registry):
             raise InvalidReference(f"invalid registry host {registry!r} in {text!r}")
-        if re.fullmatch(r"[a-f0-9]{64}", repository):
+        if len(repository) == 64 and _HEX_LOWER.issuperset(repository):
             raise InvalidReference(
                 f"invalid reference {text!r}: a 64-digit hex string is an image id, not a "
                 "repository name"
@@ -178,6 +247,6 @@ class Reference:
 
     def with_tag(self, tag: str) -> Reference:
         """The same repository with ``tag`` and no digest."""
-        if not _TAG.fullmatch(tag):
+        if not _is_tag(tag):
             raise InvalidReference(f"invalid tag {tag!r}: {_TAG_HELP}")
         return replace(self, tag=tag, digest=None)

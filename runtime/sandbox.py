@@ -46,7 +46,6 @@ layers with store-length paths); setns with a pidfd (5.8) falls back to /proc/PI
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import select
@@ -55,12 +54,13 @@ import time
 
 from . import _leanjson as json
 from . import initfork
+from .ctx import suppress
 from .errors import SandboxError, SyscallError
 from .records import asdict, field, fields, record
 
 # `cellbox run` pays for every import here: no json (the C scanner does), typing,
-# signal.py (its enums), ctypes (os and _signal have the pidfd calls) or subprocess
-# (only to spawn an init; a pre-forked one needs none).
+# signal.py (its enums), contextlib, ctypes (os and _signal have the pidfd calls) or
+# subprocess (only to spawn an init; a pre-forked one needs none).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
@@ -373,7 +373,7 @@ def _prepare_state(spec: SandboxSpec) -> str:
     for path, content in spec.etc_files.items():
         _write_atomic(etc_file_source(state, path), content.encode())
     for name in (EXIT_NAME,):
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             os.unlink(os.path.join(state, name))
     spec_path = os.path.join(state, SPEC_NAME)
     _write_atomic(spec_path, spec.to_json().encode(), 0o600)
@@ -411,7 +411,7 @@ class _Channel:
 
     def send(self, message: dict[str, Any]) -> None:
         # A BrokenPipeError means the init died; recv() will say so.
-        with contextlib.suppress(BrokenPipeError):
+        with suppress(BrokenPipeError):
             os.write(self.write_fd, json.dumps(message).encode() + b"\n")
 
     def close(self) -> None:
@@ -462,7 +462,7 @@ def start_sandbox(
                                 {"go": True, "attach": attach, "stdin": stdin})
     except BaseException:
         if pidfd >= 0:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 _pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
         if proc.poll() is None:
@@ -558,7 +558,7 @@ def _handshake(spec: SandboxSpec, channel: _Channel, proc: InitProcess,
         ) from None
     except BaseException:
         if pidfd >= 0:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 _pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
         raise

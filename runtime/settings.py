@@ -21,14 +21,18 @@ Settings come, in rising order of precedence, from built-in defaults, a TOML fil
 The TOML file uses the same names in lower case without the prefix: ``root``,
 ``registry_mirrors`` (a list), ``insecure_registries`` (a list), ``default_image``,
 ``cgroup_parent``, ``bridge``, ``subnet``, ``layer_max_bytes``, ``layer_max_entries``.
+
+The directories (``root``, ``run``, ``docker_config``) are plain strings: every
+``cellbox run`` loads the settings, and pathlib costs ≈ 14 ms to import (re, fnmatch,
+urllib). They may be given as any path-like (``Settings(root=tmp_path)``).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from .errors import ConfigError
+from .paths import clean
 from .rawsettings import config_file, default_root, default_run, is_rootless, read_config_file
 from .records import field, record
 
@@ -53,8 +57,8 @@ def _positive(value: str, what: str) -> int:
 class Settings:
     """The resolved configuration. Build it with :meth:`load`."""
 
-    root: Path = field(default_factory=lambda: Path(default_root()))
-    run: Path = field(default_factory=lambda: Path(default_run()))
+    root: str = field(default_factory=default_root)
+    run: str = field(default_factory=default_run)
     registry_mirrors: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ()
     default_image: str = "debian"
@@ -63,9 +67,12 @@ class Settings:
     subnet: str = "10.89.0.0/16"
     layer_max_bytes: int = 16 << 30
     layer_max_entries: int = 1_000_000
-    docker_config: Path = field(
-        default_factory=lambda: Path(os.path.expanduser("~/.docker"))
-    )
+    docker_config: str = field(default_factory=lambda: os.path.expanduser("~/.docker"))
+
+    def __post_init__(self) -> None:
+        # Spelled as str(Path(...)) was when these were Paths, whatever was given.
+        for key in ("root", "run", "docker_config"):
+            object.__setattr__(self, key, clean(getattr(self, key)))
 
     @classmethod
     def load(cls) -> Settings:
@@ -76,7 +83,7 @@ class Settings:
             data = read_config_file(path)  # tomllib is imported only then
             for key in ("root", "run"):
                 if key in data:
-                    values[key] = Path(data[key])
+                    values[key] = str(data[key])
             for key in ("default_image", "cgroup_parent", "bridge", "subnet"):
                 if key in data:
                     values[key] = str(data[key])
@@ -90,9 +97,9 @@ class Settings:
                     values[key] = tuple(str(v) for v in data[key])
         env = os.environ
         if env.get("CELLBOX_ROOT"):
-            values["root"] = Path(env["CELLBOX_ROOT"])
+            values["root"] = env["CELLBOX_ROOT"]
         if env.get("CELLBOX_RUN"):
-            values["run"] = Path(env["CELLBOX_RUN"])
+            values["run"] = env["CELLBOX_RUN"]
         if "CELLBOX_REGISTRY_MIRRORS" in env:
             values["registry_mirrors"] = tuple(_split(env["CELLBOX_REGISTRY_MIRRORS"]))
         if "CELLBOX_INSECURE_REGISTRIES" in env:
@@ -109,5 +116,5 @@ class Settings:
             if env.get(f"CELLBOX_{key.upper()}"):
                 values[key] = _positive(env[f"CELLBOX_{key.upper()}"], f"CELLBOX_{key.upper()}")
         if env.get("DOCKER_CONFIG"):
-            values["docker_config"] = Path(env["DOCKER_CONFIG"])
+            values["docker_config"] = env["DOCKER_CONFIG"]
         return cls(**values)  # type: ignore[arg-type]

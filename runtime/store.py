@@ -25,29 +25,34 @@ atomically).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from pathlib import Path
 
 from . import _leanjson
 from .errors import ImageNotFound, InvalidReference, StoreError
 from .images import OCI_LAYER_GZIP, Image, Layer, chain_ids, sha256_hex
+from .paths import clean
 from .rawsettings import is_rootless
 
 # `cellbox run` reads the store and must start fast: reading imports only the above
-# (no json, re, hashlib/OpenSSL, typing, tempfile, shutil, datetime, reference parsing,
-# locks or layer code). Writers import what they need where they need it.
+# (no json, re, pathlib, hashlib/OpenSSL, typing, tempfile, shutil, datetime, locks or
+# layer code; the reference parser is re-free). The read path works on string paths; the
+# Path attributes (root, blobs, layers...) are made on first use, for writers and callers.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
-    from typing import Any, BinaryIO
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+    from typing import Any, BinaryIO, TypeVar
 
     from . import mediatypes as mt
     from .layers import ApplyOptions, LayerStats
+    from .paths import StrPath
     from .reference import Reference
     from .settings import Settings
     from .storegc import PruneReport, RemoveReport
+
+    T = TypeVar("T")
 
 __all__ = [
     "PruneReport",
@@ -102,7 +107,7 @@ class Transaction:
         import tempfile
 
         self.store = store
-        self.dir = Path(tempfile.mkdtemp(prefix="txn-", dir=store.tmp))
+        self.dir = _path(tempfile.mkdtemp(prefix="txn-", dir=store.tmp))
         self._blobs: dict[str, Path] = {}
         self._layers: dict[str, Path] = {}
 
@@ -173,20 +178,57 @@ class Transaction:
                 update_index(index)
 
 
-class Store:
-    """The image store under ``root`` (``Settings.root``)."""
+def _context(steps: Callable[[], Iterator[T]]) -> AbstractContextManager[T]:
+    """``contextlib.contextmanager(steps)()``, contextlib being imported only by writers."""
+    from contextlib import contextmanager
 
-    def __init__(self, root: Path, *, options: ApplyOptions | None = None,
+    return contextmanager(steps)()
+
+
+def _path(*parts: str) -> Path:
+    from pathlib import Path  # only for callers that ask for a Path (see the module doc)
+
+    return Path(*parts)
+
+
+class Store:
+    """The image store under ``root`` (``Settings.root``; a str or any path-like)."""
+
+    def __init__(self, root: StrPath, *, options: ApplyOptions | None = None,
                  caps: tuple[int, int] | None = None) -> None:
-        self.root = Path(root)
-        self.blobs = self.root / "blobs" / "sha256"
-        self.layers = self.root / "layers"
-        self.tmp = self.root / "tmp"
-        self.locks = self.root / "locks"
-        self.index_path = self.root / "images.json"
-        self.containers = self.root / "containers"
+        self._root = clean(root)
         self._options = options
         self._caps = caps  # (max_bytes, max_entries) for options, when made
+
+    # -- where things are (as Paths, made on demand) -------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return _path(self._root)
+
+    @property
+    def blobs(self) -> Path:
+        return _path(self._root, "blobs", "sha256")
+
+    @property
+    def layers(self) -> Path:
+        return _path(self._root, "layers")
+
+    @property
+    def tmp(self) -> Path:
+        return _path(self._root, "tmp")
+
+    @property
+    def locks(self) -> Path:
+        return _path(self._root, "locks")
+
+    @property
+    def index_path(self) -> Path:
+        return _path(self._root, "images.json")
+
+    @property
+    def containers(self) -> Path:
+        return _path(self._root, "containers")
 
     @property
     def options(self) -> ApplyOptions:
@@ -230,20 +272,20 @@ class Store:
 
     def read_blob(self, digest: str, *, max_size: int = _MAX_JSON_BLOB) -> bytes:
         """A small blob (config, manifest), checked against its digest."""
-        path = self.blob_path(digest)
+        path = os.path.join(self._root, "blobs", "sha256", hex_of(digest))
         try:
             with open(path, "rb") as f:
                 data = f.read(max_size + 1)
         except FileNotFoundError:
             raise StoreError(
-                f"blob {digest[:19]} is missing from the store {self.root}; pull the image "
+                f"blob {digest[:19]} is missing from the store {self._root}; pull the image "
                 "again"
             ) from None
         except OSError as exc:
             raise StoreError(f"cannot read blob {path}: {exc.strerror}") from exc
         if len(data) > max_size or "sha256:" + sha256_hex(data) != digest:
             raise StoreError(
-                f"blob {digest[:19]} in {self.root} is corrupt; remove the image and pull it "
+                f"blob {digest[:19]} in {self._root} is corrupt; remove the image and pull it "
                 "again"
             )
         return data
@@ -252,33 +294,38 @@ class Store:
         try:
             value = _leanjson.loads(self.read_blob(digest))
         except ValueError as exc:
-            raise StoreError(f"blob {digest[:19]} in {self.root} is not JSON") from exc
+            raise StoreError(f"blob {digest[:19]} in {self._root} is not JSON") from exc
         if not isinstance(value, dict):
-            raise StoreError(f"blob {digest[:19]} in {self.root} is not a JSON object")
+            raise StoreError(f"blob {digest[:19]} in {self._root} is not a JSON object")
         return value
 
     # -- the index -----------------------------------------------------------------------
 
     def read_index(self) -> dict[str, Any]:
+        path = os.path.join(self._root, "images.json")
         try:
-            data = _leanjson.loads(self.index_path.read_bytes())
+            with open(path, "rb") as f:
+                data = _leanjson.loads(f.read())
         except FileNotFoundError:
             return {"version": _INDEX_VERSION, "references": {}, "images": {}}
         except (OSError, ValueError) as exc:
             raise StoreError(
-                f"cannot read the image index {self.index_path}: {exc}; restore or remove it"
+                f"cannot read the image index {path}: {exc}; restore or remove it"
             ) from exc
         if (
             not isinstance(data, dict)
             or not isinstance(data.get("references"), dict)
             or not isinstance(data.get("images"), dict)
         ):
-            raise StoreError(f"the image index {self.index_path} is malformed")
+            raise StoreError(f"the image index {path} is malformed")
         return data
 
-    @contextlib.contextmanager
-    def update_index(self) -> Iterator[dict[str, Any]]:
+    def update_index(self) -> AbstractContextManager[dict[str, Any]]:
         """Read-modify-write images.json under its lock; written atomically at the end."""
+        return _context(self._update_index)
+
+    def _update_index(self) -> Iterator[dict[str, Any]]:
+        import contextlib
         import json
         import tempfile
 
@@ -320,7 +367,7 @@ class Store:
             or not isinstance(diff_ids, list)
             or len(descriptors) != len(diff_ids)
         ):
-            raise StoreError(f"image {digest[:19]} in {self.root} has a malformed manifest")
+            raise StoreError(f"image {digest[:19]} in {self._root} has a malformed manifest")
         layers = []
         for descriptor, diff_id, chain_id in zip(
             descriptors, diff_ids, chain_ids([str(d) for d in diff_ids]), strict=True
@@ -331,7 +378,7 @@ class Store:
                     diff_id=str(diff_id),
                     chain_id=chain_id,
                     size=int(descriptor.get("size", 0)),
-                    path=self.layer_path(chain_id) / "diff",
+                    lower_dir=os.path.join(self._root, "layers", hex_of(chain_id), "diff"),
                     media_type=str(descriptor.get("mediaType", OCI_LAYER_GZIP)),
                 )
             )
@@ -407,14 +454,14 @@ class Store:
         if image is None:
             shown = ref if isinstance(ref, str) else ref.familiar
             raise ImageNotFound(
-                f"image {shown!r} is not in the store ({self.root}); "
+                f"image {shown!r} is not in the store ({self._root}); "
                 f"pull it first: cellbox pull {shown}"
             )
-        missing = [layer for layer in image.layers if not layer.path.is_dir()]
+        missing = [layer for layer in image.layers if not os.path.isdir(layer.lower_dir)]
         if missing:
             raise StoreError(
                 f"image {image.reference or image.digest[:19]}: layer {missing[0].digest[:19]} "
-                f"is missing from {self.layers}; pull the image again"
+                f"is missing from {os.path.join(self._root, 'layers')}; pull the image again"
             )
         return image
 
@@ -439,13 +486,15 @@ class Store:
         for path in (self.blobs, self.layers, self.tmp, self.locks):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> AbstractContextManager[Transaction]:
         """Stage writes; nothing staged is visible unless :meth:`Transaction.commit` ran.
 
         Holds the store's gc lock shared, so ``rmi``/``prune`` wait. When no other writer
         is active, leftovers of killed writers in tmp/ are removed first.
         """
+        return _context(self._transaction)
+
+    def _transaction(self) -> Iterator[Transaction]:
         import shutil
 
         from .locks import FileLock
@@ -468,13 +517,15 @@ class Store:
         finally:
             gc.release()
 
-    @contextlib.contextmanager
-    def using(self) -> Iterator[None]:
+    def using(self) -> AbstractContextManager[None]:
         """Keep rmi/prune out while the caller records that it uses stored layers.
 
         A container being created should hold this from reading the image until its
         config.json (with the layers' chain ids) is written.
         """
+        return _context(self._using)
+
+    def _using(self) -> Iterator[None]:
         from .locks import locked
 
         self.ensure_dirs()
@@ -544,7 +595,7 @@ class Store:
             diff_id=diff_id,
             chain_id=chain_id,
             size=digests.size,
-            path=self.layer_path(chain_id) / "diff",
+            lower_dir=os.path.join(self._root, "layers", hex_of(chain_id), "diff"),
             media_type=media_type,
         )
 
@@ -637,6 +688,7 @@ class Store:
 
     def clean_tmp(self) -> list[str]:
         """Remove leftovers of killed writers. Call with the gc lock held exclusively."""
+        import contextlib
         import shutil
         import time
 

@@ -76,7 +76,7 @@ class BuildCache:
                 diff_id=str(raw["diff_id"]),
                 chain_id=chain_id,
                 size=int(raw["size"]),
-                path=self.store.layer_path(chain_id) / "diff",
+                lower_dir=str(self.store.layer_path(chain_id) / "diff"),
                 media_type=str(raw["media_type"]),
             )
             present = self.store.has_layer(chain_id) and self.store.has_blob(layer.digest)

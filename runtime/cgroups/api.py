@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import functools
-
 from ..errors import ConfigError
 from .base import Cgroup
 from .detect import CgroupLayout, detect
 from .limits import Limits
-from .v1 import create_v1, open_v1
-from .v2 import create_v2, open_v2
+
+# The driver is imported when used: a host needs one of v1 and v2, never both.
 
 __all__ = ["check_name", "create", "default_layout", "open_cgroup", "parent_path"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:+")
 
 
-@functools.cache
+_layout: CgroupLayout | None = None
+
+
 def default_layout() -> CgroupLayout:
     """This host's layout, detected once per process (mounts do not move under us)."""
-    return detect()
+    global _layout
+    if _layout is None:  # a race of two threads only detects twice: no lock needed
+        _layout = detect()
+    return _layout
 
 
 def check_name(name: str, what: str) -> str:
@@ -68,8 +71,12 @@ def create(
     where = parent_path(parent)
     layout = layout or default_layout()
     if layout.driver == "v2":
+        from .v2 import create_v2
+
         assert layout.v2 is not None  # a v2 layout always has its mount
         return create_v2(container_id, limits, where, layout.v2)
+    from .v1 import create_v1
+
     return create_v1(container_id, limits, where, layout.v1)
 
 
@@ -81,6 +88,10 @@ def open_cgroup(
     where = parent_path(parent)
     layout = layout or default_layout()
     if layout.driver == "v2":
+        from .v2 import open_v2
+
         assert layout.v2 is not None
         return open_v2(container_id, where, layout.v2)
+    from .v1 import open_v1
+
     return open_v1(container_id, where, layout.v1)

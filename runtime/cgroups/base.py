@@ -4,24 +4,33 @@ A container's cgroup is ``<parent>/<id>`` in each hierarchy the driver uses. The
 drivers (:mod:`.v1`, :mod:`.v2`) supply the directories, the limits and the stats; killing
 is shared: freeze the cgroup (so no process can fork while we look), signal every pid,
 thaw, and repeat until it is empty or the deadline passes.
+
+Directories and files are strings: every container start makes a cgroup, and pathlib,
+signal.py (enum), contextlib and collections.abc all cost imports (abc is loaded with
+the interpreter anyway).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from pathlib import Path
 
 from ..errors import CgroupError
 from . import fs
 from .limits import Limits
 from .memory import oom_kills
 from .stats import CgroupStats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable
+
+    from ..paths import StrPath
+else:
+    import _signal as signal
 
 __all__ = ["KILL_TIMEOUT", "Cgroup", "read_oom_kills", "remove_if_empty", "wait_until"]
 
@@ -67,11 +76,11 @@ class Cgroup(ABC):
     # -- what the drivers supply -------------------------------------------------------
 
     @abstractmethod
-    def directories(self) -> list[Path]:
+    def directories(self) -> list[str]:
         """The cgroup's directory in every hierarchy it lives in (each one once)."""
 
     @abstractmethod
-    def parent_directories(self) -> list[Path]:
+    def parent_directories(self) -> list[str]:
         """The parent's directory in every hierarchy (removed when it becomes empty)."""
 
     @abstractmethod
@@ -83,7 +92,7 @@ class Cgroup(ABC):
         """One sample of usage and limits."""
 
     @abstractmethod
-    def oom_kill_file(self) -> Path | None:
+    def oom_kill_file(self) -> str | None:
         """The file whose ``oom_kill N`` line counts OOM kills (None: no memory controller).
 
         v1 memory.oom_control, v2 memory.events; read it with :func:`read_oom_kills`.
@@ -99,9 +108,9 @@ class Cgroup(ABC):
 
     # -- shared --------------------------------------------------------------------------
 
-    def procs_files(self) -> list[Path]:
+    def procs_files(self) -> list[str]:
         """Every cgroup.procs a process writes its pid to, to join this cgroup."""
-        return [d / "cgroup.procs" for d in self.directories()]
+        return [os.path.join(d, "cgroup.procs") for d in self.directories()]
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` (all its threads) into this cgroup."""
@@ -174,8 +183,10 @@ class Cgroup(ABC):
         frozen = self._freeze(True, min(deadline, time.monotonic() + 1.0))
         try:
             for pid in self.pids():
-                with contextlib.suppress(ProcessLookupError):
+                try:  # noqa: SIM105 - contextlib costs an import on the start path
                     os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         finally:
             if frozen:
                 self._freeze(False, deadline)
@@ -204,7 +215,7 @@ class Cgroup(ABC):
         remove_if_empty(self.parent_directories())
 
 
-def remove_if_empty(directories: list[Path]) -> None:
+def remove_if_empty(directories: list[str]) -> None:
     """rmdir each directory that no cgroup is in any more; keep the ones still in use."""
     for directory in directories:
         try:
@@ -217,7 +228,7 @@ def remove_if_empty(directories: list[Path]) -> None:
                 ) from exc
 
 
-def read_oom_kills(path: str | Path) -> int:
+def read_oom_kills(path: StrPath) -> int:
     """``oom_kill`` from a v1 memory.oom_control or v2 memory.events file (0 if gone).
 
     Cheap and import-light, for a container's init to tell an OOM kill from other deaths.

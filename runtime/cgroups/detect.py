@@ -12,21 +12,27 @@ A mountinfo line (proc(5))::
 
 For v1, the controllers are the super options (after ``-``) that are not mount flags.
 Paths in mountinfo escape space, tab, newline and backslash as octal (``\\040``).
+
+Directories are strings (any path-like is accepted): this runs on every container start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
 
 from ..errors import CgroupError
+from ..paths import clean
+from ..records import field, record
 from . import fs
 
-# typing costs an import on the container start path; mypy reads this block, Python skips it.
+# typing, collections.abc, dataclasses and pathlib cost imports on the container start
+# path; mypy reads this block, Python skips it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Literal
+
+    from ..paths import StrPath
 
     Version = Literal["v1", "v2", "hybrid"]
 
@@ -49,7 +55,7 @@ _NOT_CONTROLLERS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupMount:
     """One cgroup or cgroup2 mount."""
 
@@ -64,19 +70,26 @@ class CgroupMount:
     """v1 named hierarchy (``name=systemd``), or None."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupLayout:
     """Where each controller lives on this host.
 
     ``v1`` maps a controller to the directory its hierarchy is mounted on (co-mounted
     controllers map to the same directory); ``v2`` is the unified mount and
-    ``v2_controllers`` what its root offers (cgroup.controllers).
+    ``v2_controllers`` what its root offers (cgroup.controllers). Directories are strings;
+    path-likes given are turned into them.
     """
 
     version: Version
-    v1: Mapping[str, Path] = field(default_factory=dict)
-    v2: Path | None = None
+    v1: Mapping[str, str] = field(default_factory=dict)
+    v2: str | None = None
     v2_controllers: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(path, str) for path in self.v1.values()):
+            object.__setattr__(self, "v1", {c: clean(p) for c, p in self.v1.items()})
+        if self.v2 is not None and not isinstance(self.v2, str):
+            object.__setattr__(self, "v2", clean(self.v2))
 
     @property
     def driver(self) -> Literal["v1", "v2"]:
@@ -133,26 +146,27 @@ def parse_mountinfo(text: str) -> list[CgroupMount]:
     return mounts
 
 
-def _under(root: Path, mount_point: str) -> Path:
-    return root / mount_point.lstrip("/") if mount_point != "/" else root
+def _under(root: str, mount_point: str) -> str:
+    return clean(os.path.join(root, mount_point.lstrip("/"))) if mount_point != "/" else root
 
 
 def layout_from_mounts(
-    mounts: list[CgroupMount], *, root: Path = Path("/"), v2_controllers: str | None = None
+    mounts: list[CgroupMount], *, root: StrPath = "/", v2_controllers: str | None = None
 ) -> CgroupLayout:
     """The layout for these mounts. ``v2_controllers`` is the unified root's
     cgroup.controllers text; when None it is read from the mount (under ``root``)."""
-    v1: dict[str, Path] = {}
-    v2: Path | None = None
+    v1: dict[str, str] = {}
+    v2: str | None = None
+    base = clean(root)
     for mount in mounts:
-        path = _under(root, mount.mount_point)
+        path = _under(base, mount.mount_point)
         if mount.fstype == "cgroup2":
             v2 = v2 or path  # the first one; later ones are bind mounts or namespaces
             continue
         for controller in mount.controllers:
             v1.setdefault(controller, path)
     if v2 is not None and v2_controllers is None:
-        v2_controllers = fs.read_optional(v2 / "cgroup.controllers") or ""
+        v2_controllers = fs.read_optional(os.path.join(v2, "cgroup.controllers")) or ""
     available = frozenset((v2_controllers or "").split())
     if v1:
         return CgroupLayout("hybrid" if v2 else "v1", v1, v2, available)
@@ -166,7 +180,7 @@ def layout_from_mounts(
 
 
 def detect(
-    mountinfo: Path = Path("/proc/self/mountinfo"), *, root: Path = Path("/")
+    mountinfo: StrPath = "/proc/self/mountinfo", *, root: StrPath = "/"
 ) -> CgroupLayout:
     """Read ``mountinfo`` and say which cgroup layout this host has.
 

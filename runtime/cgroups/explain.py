@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..paths import StrPath
 
 __all__ = ["FLAGS", "cannot_create", "unavailable"]
 
@@ -14,7 +17,7 @@ FLAGS = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
 _LIMIT_FLAGS = "--memory, --memory-swap, --cpus and --pids-limit"
 
 
-def cannot_create(path: Path, exc: OSError, version: str) -> str:
+def cannot_create(path: StrPath, exc: OSError, version: str) -> str:
     """Why ``path`` could not be made, and what to do about it."""
     reason = os.strerror(exc.errno or 0)
     uid = os.geteuid()

@@ -16,9 +16,9 @@ module checks the combination and raises :class:`ConfigError` naming the flag.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..records import record
 
 __all__ = ["MIN_MEMORY", "Limits", "format_mib"]
 
@@ -32,7 +32,7 @@ def format_mib(size: int) -> str:
     return f"{mib:g} MiB" if mib >= 1 else f"{size} bytes"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """Per-container limits; see the module docstring for units and docker semantics."""
 

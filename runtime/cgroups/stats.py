@@ -9,9 +9,9 @@ keyed lines (``memory.stat``, ``memory.events``, ``cpu.stat``, v1 ``memory.oom_c
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 
 from ..errors import CgroupError
+from ..records import asdict, field, record
 
 TYPE_CHECKING = False  # typing costs an import on the start path; mypy reads this block
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def parse_keyed(text: str) -> dict[str, int]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupStats:
     """One sample of a container's usage. ``None``: not available on this host or kernel.
 

@@ -8,18 +8,22 @@ A controller that is not mounted is skipped unless a limit needs it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Mapping
-from pathlib import Path
 
 from ..errors import CgroupError
+from ..paths import clean
 from . import cpu, freezer, fs, memory, pids
 from .base import Cgroup, remove_if_empty, wait_until
 from .explain import cannot_create, unavailable
 from .limits import Limits, format_mib
 from .stats import CgroupStats, parse_int
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..paths import StrPath
 
 __all__ = ["CONTROLLERS", "V1Cgroup", "create_v1", "open_v1"]
 
@@ -31,25 +35,26 @@ class V1Cgroup(Cgroup):
 
     version = "v1"
 
-    def __init__(self, container_id: str, parent: str, mounts: Mapping[str, Path]) -> None:
+    def __init__(self, container_id: str, parent: str, mounts: Mapping[str, StrPath]) -> None:
         super().__init__(container_id, parent)
-        self._mounts = {c: mounts[c] for c in CONTROLLERS if c in mounts}
-        self._dirs = {c: m / parent / container_id for c, m in self._mounts.items()}
+        self._mounts = {c: clean(mounts[c]) for c in CONTROLLERS if c in mounts}
+        self._dirs = {c: clean(os.path.join(m, parent, container_id))
+                      for c, m in self._mounts.items()}
         self._unique = list(dict.fromkeys(self._dirs.values()))
-        self._procs = [d / "cgroup.procs" for d in self._unique]
+        self._procs = [os.path.join(d, "cgroup.procs") for d in self._unique]
 
-    def directories(self) -> list[Path]:
+    def directories(self) -> list[str]:
         return list(self._unique)
 
-    def parent_directories(self) -> list[Path]:
-        return [d.parent for d in self._unique]
+    def parent_directories(self) -> list[str]:
+        return [os.path.dirname(d) for d in self._unique]
 
-    def procs_files(self) -> list[Path]:
+    def procs_files(self) -> list[str]:
         return list(self._procs)
 
-    def oom_kill_file(self) -> Path | None:
+    def oom_kill_file(self) -> str | None:
         directory = self._dirs.get("memory")
-        return None if directory is None else directory / "memory.oom_control"
+        return None if directory is None else os.path.join(directory, "memory.oom_control")
 
     # -- limits --------------------------------------------------------------------------
 
@@ -105,7 +110,7 @@ class V1Cgroup(Cgroup):
         if directory is None:
             return  # unmounted controller: nothing is limited there (checked in _apply)
         try:
-            fs.write_text(directory / name, value)
+            fs.write_text(os.path.join(directory, name), value)
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and missing_ok and value == "-1":
                 return
@@ -124,7 +129,7 @@ class V1Cgroup(Cgroup):
 
     def _read(self, controller: str, name: str) -> str | None:
         directory = self._dirs.get(controller)
-        return None if directory is None else fs.read_optional(directory / name)
+        return None if directory is None else fs.read_optional(os.path.join(directory, name))
 
     def stats(self) -> CgroupStats:
         usage = self._read("memory", "memory.usage_in_bytes")
@@ -172,7 +177,7 @@ class V1Cgroup(Cgroup):
         directory = self._dirs.get("freezer")
         if directory is None:
             return False
-        state = directory / "freezer.state"
+        state = os.path.join(directory, "freezer.state")
         try:
             fs.write_text(state, freezer.FROZEN if frozen else freezer.THAWED)
         except FileNotFoundError:
@@ -184,29 +189,30 @@ class V1Cgroup(Cgroup):
         return True
 
 
-def _make(directory: Path) -> bool:
+def _make(directory: str) -> bool:
     """mkdir the cgroup; True when it is new. Remakes a parent removed under our feet."""
     for _ in range(3):
         try:
             if fs.mkdir(directory):
                 return True
-            if not directory.is_dir():
+            if not os.path.isdir(directory):
                 raise CgroupError(f"cannot create cgroup {directory}: a file has that name")
             return False
         except FileNotFoundError:
             # The parent does not exist yet, or the last container's remove() just took
             # it away; make it (again) and retry.
+            parent = os.path.dirname(directory)
             try:
-                fs.makedirs(directory.parent)
+                fs.makedirs(parent)
             except OSError as exc:
-                raise CgroupError(cannot_create(directory.parent, exc, "v1")) from exc
+                raise CgroupError(cannot_create(parent, exc, "v1")) from exc
         except OSError as exc:
             raise CgroupError(cannot_create(directory, exc, "v1")) from exc
     raise CgroupError(f"cannot create cgroup {directory}: its parent keeps disappearing")
 
 
 def create_v1(
-    container_id: str, limits: Limits, parent: str, mounts: Mapping[str, Path]
+    container_id: str, limits: Limits, parent: str, mounts: Mapping[str, StrPath]
 ) -> V1Cgroup:
     """Make the container's cgroup in every v1 hierarchy it needs and apply ``limits``.
 
@@ -220,7 +226,7 @@ def create_v1(
             "no cgroup v1 hierarchy for memory, cpu, cpuacct, pids or freezer is mounted; "
             "cellbox cannot make a cgroup for the container"
         )
-    created: list[Path] = []
+    created: list[str] = []
     try:
         for directory in group.directories():
             if _make(directory):
@@ -228,14 +234,18 @@ def create_v1(
         group._apply(limits, fresh=len(created) == len(group.directories()))
     except BaseException:
         for directory in created:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib costs an import on the start path
                 fs.rmdir(directory)
+            except OSError:
+                pass
         remove_if_empty(group.parent_directories())
         raise
     return group
 
 
-def open_v1(container_id: str, parent: str, mounts: Mapping[str, Path]) -> V1Cgroup | None:
+def open_v1(
+    container_id: str, parent: str, mounts: Mapping[str, StrPath]
+) -> V1Cgroup | None:
     """The container's cgroup if it exists in any hierarchy, else None."""
     group = V1Cgroup(container_id, parent, mounts)
-    return group if any(d.is_dir() for d in group.directories()) else None
+    return group if any(os.path.isdir(d) for d in group.directories()) else None

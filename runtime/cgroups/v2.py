@@ -20,17 +20,20 @@ anywhere else :func:`create_v2` says that limits cannot be enforced, and why.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from pathlib import Path
 
 from ..errors import CgroupError
+from ..paths import clean
 from . import cpu, freezer, fs, memory, pids
 from .base import Cgroup, remove_if_empty, wait_until
 from .explain import FLAGS, cannot_create, unavailable
 from .limits import Limits
 from .stats import CgroupStats, parse_int
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..paths import StrPath
 
 __all__ = ["ALWAYS", "V2Cgroup", "create_v2", "enable_controllers", "open_v2"]
 
@@ -44,26 +47,26 @@ class V2Cgroup(Cgroup):
 
     version = "v2"
 
-    def __init__(self, container_id: str, parent: str, mount: Path) -> None:
+    def __init__(self, container_id: str, parent: str, mount: StrPath) -> None:
         super().__init__(container_id, parent)
-        self.mount = mount
-        self.directory = mount / parent / container_id
+        self.mount = clean(mount)
+        self.directory = clean(os.path.join(self.mount, parent, container_id))
         self._peak_seen = 0
         self._has_kill: bool | None = None
 
-    def directories(self) -> list[Path]:
+    def directories(self) -> list[str]:
         return [self.directory]
 
-    def parent_directories(self) -> list[Path]:
-        return [self.mount / self.parent]
+    def parent_directories(self) -> list[str]:
+        return [clean(os.path.join(self.mount, self.parent))]
 
-    def oom_kill_file(self) -> Path | None:
-        return self.directory / "memory.events"
+    def oom_kill_file(self) -> str | None:
+        return os.path.join(self.directory, "memory.events")
 
     # -- limits --------------------------------------------------------------------------
 
     def set_limits(self, limits: Limits) -> None:
-        missing = limits.controllers() - _enabled(self.directory.parent)
+        missing = limits.controllers() - _enabled(os.path.dirname(self.directory))
         if missing:
             # e.g. a quota on a container made without one: cpu was not enabled then.
             enable_controllers(self.mount, self.parent, required=missing)
@@ -79,7 +82,7 @@ class V2Cgroup(Cgroup):
 
     def _write(self, name: str, value: str, limits: Limits) -> None:
         try:
-            fs.write_text(self.directory / name, value)
+            fs.write_text(os.path.join(self.directory, name), value)
         except FileNotFoundError as exc:
             if value.startswith("max"):
                 return  # controller not enabled here: nothing to lift
@@ -101,7 +104,7 @@ class V2Cgroup(Cgroup):
     # -- stats ---------------------------------------------------------------------------
 
     def _read(self, name: str) -> str | None:
-        return fs.read_optional(self.directory / name)
+        return fs.read_optional(os.path.join(self.directory, name))
 
     def stats(self) -> CgroupStats:
         current_text = self._read("memory.current")
@@ -149,11 +152,11 @@ class V2Cgroup(Cgroup):
         if self._has_kill is False:
             return False
         try:
-            fs.write_text(self.directory / "cgroup.kill", "1")
+            fs.write_text(os.path.join(self.directory, "cgroup.kill"), "1")
         except FileNotFoundError:
             # No cgroup.kill before 5.14 (remember that); or the cgroup itself is gone, and
             # the caller finds it empty on its next look.
-            if self.directory.is_dir():
+            if os.path.isdir(self.directory):
                 self._has_kill = False
             return False
         self._has_kill = True
@@ -161,11 +164,11 @@ class V2Cgroup(Cgroup):
 
     def _freeze(self, frozen: bool, deadline: float) -> bool:
         try:
-            fs.write_text(self.directory / "cgroup.freeze", "1" if frozen else "0")
+            fs.write_text(os.path.join(self.directory, "cgroup.freeze"), "1" if frozen else "0")
         except FileNotFoundError:
             return False  # before 5.2, or the cgroup is gone
         if frozen:
-            events = self.directory / "cgroup.events"
+            events = os.path.join(self.directory, "cgroup.events")
             # A cgroup that vanished counts as frozen: there is nothing left to wait for.
             wait_until(
                 lambda: freezer.v2_is_frozen(fs.read_optional(events) or "frozen 1"), deadline
@@ -173,24 +176,24 @@ class V2Cgroup(Cgroup):
         return True
 
 
-def _words(path: Path) -> frozenset[str]:
+def _words(path: str) -> frozenset[str]:
     text = fs.read_optional(path)
     return frozenset(text.split()) if text else frozenset()
 
 
-def _enabled(directory: Path) -> frozenset[str]:
-    return _words(directory / "cgroup.subtree_control")
+def _enabled(directory: str) -> frozenset[str]:
+    return _words(os.path.join(directory, "cgroup.subtree_control"))
 
 
-def _ancestors(mount: Path, parent: str) -> list[Path]:
+def _ancestors(mount: str, parent: str) -> list[str]:
     """The mount root, then each directory down to the parent."""
     levels = [mount]
     for part in parent.split("/"):
-        levels.append(levels[-1] / part)
+        levels.append(clean(os.path.join(levels[-1], part)))
     return levels
 
 
-def _cannot_enable(level: Path, wanted: set[str], exc: OSError) -> CgroupError:
+def _cannot_enable(level: str, wanted: set[str], exc: OSError) -> CgroupError:
     what = " ".join(sorted(wanted))
     reason = os.strerror(exc.errno or 0)
     if exc.errno == errno.EBUSY:
@@ -201,7 +204,7 @@ def _cannot_enable(level: Path, wanted: set[str], exc: OSError) -> CgroupError:
             "CELLBOX_CGROUP_PARENT (cgroup_parent in the config) to a cgroup no process is in"
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return CgroupError(cannot_create(level / "cgroup.subtree_control", exc, "v2"))
+        return CgroupError(cannot_create(os.path.join(level, "cgroup.subtree_control"), exc, "v2"))
     flags = ", ".join(FLAGS.get(c, c) for c in sorted(wanted))
     return CgroupError(
         f"cannot enable {what} in {level}/cgroup.subtree_control: {reason}, so {flags} "
@@ -210,7 +213,7 @@ def _cannot_enable(level: Path, wanted: set[str], exc: OSError) -> CgroupError:
 
 
 def enable_controllers(
-    mount: Path, parent: str, *, required: frozenset[str], optional: frozenset[str] = ALWAYS
+    mount: StrPath, parent: str, *, required: frozenset[str], optional: frozenset[str] = ALWAYS
 ) -> None:
     """Make ``<mount>/<parent>`` (and its ancestors) and hand the controllers down to it.
 
@@ -220,13 +223,13 @@ def enable_controllers(
     delegated subtree, already set up by their owner, are only read.
     """
     wanted = set(optional | required)
-    for depth, level in enumerate(_ancestors(mount, parent)):
+    for depth, level in enumerate(_ancestors(clean(mount), parent)):
         if depth:
             try:
                 fs.mkdir(level)
             except OSError as exc:
                 raise CgroupError(cannot_create(level, exc, "v2")) from exc
-        available = _words(level / "cgroup.controllers")
+        available = _words(os.path.join(level, "cgroup.controllers"))
         for controller in sorted(required - available):
             offered = " ".join(sorted(available)) or "none"
             raise CgroupError(
@@ -238,7 +241,8 @@ def enable_controllers(
             continue
         try:
             fs.write_text(
-                level / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing))
+                os.path.join(level, "cgroup.subtree_control"),
+                " ".join(f"+{c}" for c in sorted(missing)),
             )
         except OSError as exc:
             if missing & required:
@@ -246,7 +250,7 @@ def enable_controllers(
             wanted -= missing  # optional: live without them below this level
 
 
-def create_v2(container_id: str, limits: Limits, parent: str, mount: Path) -> V2Cgroup:
+def create_v2(container_id: str, limits: Limits, parent: str, mount: StrPath) -> V2Cgroup:
     """Make the container's leaf cgroup under ``parent`` and apply ``limits``.
 
     An existing cgroup of that id (left by a crash) is reused and its limits reset.
@@ -263,7 +267,7 @@ def create_v2(container_id: str, limits: Limits, parent: str, mount: Path) -> V2
                 continue  # the parent was removed by the last container's remove(): redo
             except OSError as exc:
                 raise CgroupError(cannot_create(group.directory, exc, "v2")) from exc
-            if not created and not group.directory.is_dir():
+            if not created and not os.path.isdir(group.directory):
                 raise CgroupError(f"cannot create cgroup {group.directory}: a file has that name")
             break
         else:
@@ -271,14 +275,16 @@ def create_v2(container_id: str, limits: Limits, parent: str, mount: Path) -> V2
         group._apply(limits, fresh=created)
     except BaseException:
         if created:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib costs an import on the start path
                 fs.rmdir(group.directory)
+            except OSError:
+                pass
         remove_if_empty(group.parent_directories())
         raise
     return group
 
 
-def open_v2(container_id: str, parent: str, mount: Path) -> V2Cgroup | None:
+def open_v2(container_id: str, parent: str, mount: StrPath) -> V2Cgroup | None:
     """The container's cgroup if it exists, else None."""
     group = V2Cgroup(container_id, parent, mount)
-    return group if group.directory.is_dir() else None
+    return group if os.path.isdir(group.directory) else None

@@ -174,7 +174,7 @@ def test_login_push_logout_with_basic_auth(settings: Settings, image: Image,
         host = f"localhost:{server.port}"
         with pytest.raises(AuthError, match="cellbox login"):
             push("app:1", f"{host}/{USER}/app:1")
-        config = settings.docker_config / "config.json"
+        config = Path(settings.docker_config) / "config.json"
         config.parent.mkdir()
         config.write_text(json.dumps({"auths": {"other.example": {"auth": "eDp5"}},
                                       "detachKeys": "ctrl-q"}))

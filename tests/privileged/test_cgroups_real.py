@@ -146,9 +146,9 @@ def made() -> Iterator[Made]:
 
 def _hierarchies(layout: CgroupLayout) -> list[Path]:
     """Every directory a cellbox cgroup could be in on this host."""
-    found = set(layout.v1.values())
+    found = {Path(d) for d in layout.v1.values()}
     if layout.v2 is not None:
-        found.add(layout.v2)
+        found.add(Path(layout.v2))
     return sorted(found)
 
 
@@ -169,15 +169,15 @@ def test_limits_are_written_and_read_back(made: Made) -> None:
     group = made.cgroup("limits", Limits(memory=64 * MiB, cpus=0.5, pids=32))
 
     if layout.driver == "v1":
-        memory_dir = layout.v1["memory"] / PARENT / "limits"
+        memory_dir = Path(layout.v1["memory"]) / PARENT / "limits"
         assert (memory_dir / "memory.limit_in_bytes").read_text() == f"{64 * MiB}\n"
         memsw = memory_dir / "memory.memsw.limit_in_bytes"
         if memsw.exists():
             assert memsw.read_text() == f"{128 * MiB}\n"
-        cpu_dir = layout.v1["cpu"] / PARENT / "limits"
+        cpu_dir = Path(layout.v1["cpu"]) / PARENT / "limits"
         assert (cpu_dir / "cpu.cfs_period_us").read_text() == "100000\n"
         assert (cpu_dir / "cpu.cfs_quota_us").read_text() == "50000\n"
-        assert (layout.v1["pids"] / PARENT / "limits/pids.max").read_text() == "32\n"
+        assert (Path(layout.v1["pids"]) / PARENT / "limits/pids.max").read_text() == "32\n"
         assert len(group.procs_files()) == len(set(group.directories())) >= 4
     stats = group.stats()
     assert (stats.memory_limit, stats.cpu_quota_cpus, stats.pids_limit) == (64 * MiB, 0.5, 32)
@@ -341,7 +341,7 @@ def test_v2_join_kill_and_remove(made: Made, unified: CgroupLayout) -> None:
 
     assert sleeper.wait(10) == -signal.SIGKILL
     group.remove()
-    assert unified.v2 is not None and not (unified.v2 / PARENT).exists()
+    assert unified.v2 is not None and not (Path(unified.v2) / PARENT).exists()
 
 
 def test_v2_freeze_then_kill_catches_a_respawning_shell(made: Made, unified: CgroupLayout) -> None:
@@ -364,4 +364,4 @@ def test_v2_limit_without_the_controller_is_refused(made: Made, unified: CgroupL
         pytest.skip("this cgroup2 mount has the memory controller")
     with pytest.raises(CgroupError, match="--memory cannot be enforced: the memory cgroup "):
         made.cgroup("v2-mem", Limits(memory=64 * MiB), layout=unified)
-    assert unified.v2 is not None and not (unified.v2 / PARENT).exists()
+    assert unified.v2 is not None and not (Path(unified.v2) / PARENT).exists()

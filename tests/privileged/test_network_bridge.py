@@ -241,7 +241,8 @@ def test_detach_removes_veth_lease_and_rules(env: tuple[Settings, Holders]) -> N
     assert run_in(holder.pid, "ip", "-o", "link").stdout.count("\n") == 1
     assert network.inspect(cid(1), settings) is None
     assert published_ports(settings) == []
-    leases = json.loads((settings.run / "network" / settings.bridge / "leases.json").read_text())
+    leases_file = Path(settings.run) / "network" / settings.bridge / "leases.json"
+    leases = json.loads(leases_file.read_text())
     assert list(leases["leases"]) == [cid(2)]
     with Server(holder.pid, 80, "gone", address="127.0.0.1"):
         assert connect(None, "127.0.0.1", port).startswith("FAILED")

@@ -60,7 +60,7 @@ def test_prune_after_a_crash_then_when_unused(env: tuple[Settings, Holders]) -> 
     assert f"nft table ip {settings.bridge}" in removed
     assert not exists(settings.bridge)
     assert not nat.table_exists(settings.bridge)
-    assert not (settings.run / "network" / settings.bridge / "leases.json").exists()
+    assert not (Path(settings.run) / "network" / settings.bridge / "leases.json").exists()
     assert network.prune(set(), settings) == []
 
 
@@ -83,7 +83,7 @@ def test_prune_rebuilds_a_damaged_lease_file(env: tuple[Settings, Holders]) -> N
     port = free_port()
     kept = network.attach(cid(1), keep.pid, "bridge", [network.parse_port(f"{port}:80")], settings)
     lost = network.attach(cid(2), lose.pid, "bridge", [], settings)
-    leases = settings.run / "network" / settings.bridge / "leases.json"
+    leases = Path(settings.run) / "network" / settings.bridge / "leases.json"
     leases.write_text("{damaged")
     removed = network.prune({cid(1)}, settings)
     assert removed == [f"damaged lease file {leases}", f"veth {lost.veth_host}"]
@@ -132,7 +132,7 @@ def test_detach_works_with_a_damaged_lease_file(env: tuple[Settings, Holders]) -
         cid(1), holder.pid, "bridge", [network.parse_port(f"{free_port()}:80")], settings
     )
     kept = network.attach(cid(2), other.pid, "bridge", [], settings)
-    (settings.run / "network" / settings.bridge / "leases.json").write_text("[]")
+    (Path(settings.run) / "network" / settings.bridge / "leases.json").write_text("[]")
     network.detach(cid(1), settings)
     assert not exists(str(info.veth_host))
     assert nat.list_published(settings.bridge) == []

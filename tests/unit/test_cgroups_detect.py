@@ -62,13 +62,13 @@ def test_hybrid_host_uses_v1_controllers_and_keeps_the_unified_mount(tmp_path: P
 
     assert layout.version == "hybrid"
     assert layout.driver == "v1"
-    assert layout.v1["memory"] == tmp_path / "sys/fs/cgroup/memory"
-    assert layout.v1["cpu"] == tmp_path / "sys/fs/cgroup/cpu"
-    assert layout.v1["cpuacct"] == tmp_path / "sys/fs/cgroup/cpuacct"
+    assert layout.v1["memory"] == str(tmp_path / "sys/fs/cgroup/memory")
+    assert layout.v1["cpu"] == str(tmp_path / "sys/fs/cgroup/cpu")
+    assert layout.v1["cpuacct"] == str(tmp_path / "sys/fs/cgroup/cpuacct")
     assert set(layout.v1) == {
         "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"
     }
-    assert layout.v2 == unified
+    assert layout.v2 == str(unified)
     assert layout.v2_controllers == {"hugetlb"}
 
 
@@ -78,8 +78,8 @@ def test_pure_v1_with_co_mounted_cpu_and_cpuacct() -> None:
 
     assert layout.version == "v1"
     assert layout.v2 is None
-    assert layout.v1["cpu"] == layout.v1["cpuacct"] == Path("/sys/fs/cgroup/cpu,cpuacct")
-    assert layout.v1["net_prio"] == Path("/sys/fs/cgroup/net_cls,net_prio")
+    assert layout.v1["cpu"] == layout.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
+    assert layout.v1["net_prio"] == "/sys/fs/cgroup/net_cls,net_prio"
     # name=systemd is a hierarchy without controllers; xattr/release_agent are not ones.
     systemd = next(m for m in mounts if m.name == "systemd")
     assert systemd.controllers == frozenset()
@@ -120,7 +120,7 @@ def test_the_first_of_two_mounts_of_a_hierarchy_wins() -> None:
         "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
         "99 31 0:32 / /mnt/memory-again rw - cgroup cgroup rw,memory\n"
     )
-    assert detect_from(text).v1["memory"] == Path("/sys/fs/cgroup/memory")
+    assert detect_from(text).v1["memory"] == "/sys/fs/cgroup/memory"
 
 
 def test_no_cgroup_mount_is_a_clear_error() -> None:

@@ -242,7 +242,7 @@ def test_v2_create_enables_controllers_from_the_root_down(kernel: FakeKernel) ->
 
     leaf = mount / "cellbox/c1"
     assert group.version == "v2"
-    assert group.procs_files() == [leaf / "cgroup.procs"]
+    assert group.procs_files() == [str(leaf / "cgroup.procs")]
     assert (mount / "cgroup.subtree_control").read_text() == "cpu memory pids"
     assert (mount / "cellbox/cgroup.subtree_control").read_text() == "cpu memory pids"
     # The root was set up before the parent: controllers flow down.
@@ -300,7 +300,7 @@ def test_v2_delegated_subtree_reads_but_never_writes_the_ancestors(kernel: FakeK
     group = create("c1", Limits(memory=64 * MiB, cpus=1), parent=parent,
                    layout=kernel.v2_layout())
 
-    assert group.procs_files() == [service / "cellbox.slice/c1/cgroup.procs"]
+    assert group.procs_files() == [str(service / "cellbox.slice/c1/cgroup.procs")]
     assert [p for p, _ in kernel.writes if p.endswith("subtree_control")] == [
         f"sys/fs/cgroup/{parent}/cgroup.subtree_control"
     ]
@@ -477,7 +477,8 @@ def test_v1_co_mounted_cpu_and_cpuacct_is_joined_once(kernel: FakeKernel) -> Non
     base = kernel.root / "sys/fs/cgroup"
     assert group.version == "v1"
     assert sorted(group.procs_files()) == sorted(
-        base / m / "cellbox/c1/cgroup.procs" for m in ("memory", "cpu,cpuacct", "pids", "freezer")
+        str(base / m / "cellbox/c1/cgroup.procs")
+        for m in ("memory", "cpu,cpuacct", "pids", "freezer")
     )
     assert [(Path(p).name, v) for p, v in kernel.writes] == [
         ("memory.limit_in_bytes", str(64 * MiB)),
@@ -585,7 +586,7 @@ def test_v1_stats(kernel: FakeKernel) -> None:
     assert (stats.swap_current, stats.swap_limit) == (2 * MiB, 64 * MiB)
     assert (stats.cpu_usage_ns, stats.pids_current, stats.oom_kills) == (523_000_000, 3, 2)
     assert stats.oom_events is None
-    assert group.oom_kill_file() == base / "memory/cellbox/c1/memory.oom_control"
+    assert group.oom_kill_file() == str(base / "memory/cellbox/c1/memory.oom_control")
     assert group.oom_killed_since(1)
 
 

@@ -60,6 +60,19 @@ def test_the_run_path_modules_are_lean() -> None:
     assert not {"typing", "json", "cellbox.runtime.reference", "cellbox.runtime.locks"} & loaded
 
 
+# Nor what the start path may not import beyond that (the real run, exec included, is
+# checked as root in tests/privileged/test_container_startpath.py).
+START_NEVER = EXEC_NEVER - {"cellbox.runtime.container", "cellbox.runtime.settings"} | {
+    "inspect", "fnmatch", "urllib", "ipaddress", "datetime", "functools", "contextlib",
+    "collections", "hashlib"}
+
+
+def test_the_start_path_modules_import_nothing_heavy() -> None:
+    modules = [*RUN_MODULES, "reference", "hosts", "cgroups", "cgroups.v1", "containerexec"]
+    loaded = loaded_after("\n".join(f"import cellbox.runtime.{m}" for m in modules))
+    assert not START_NEVER & loaded, START_NEVER & loaded
+
+
 def test_reading_an_image_needs_no_writer_code(tmp_path: Path) -> None:
     store = Store(tmp_path, options=ApplyOptions(rootless=True))
     layer = store.add_layer(io.BytesIO(tar_layer([File("bin/sh", b"sh")])), None)
@@ -132,3 +145,27 @@ def test_the_launcher_outside_a_virtualenv_starts_the_usual_way(tmp_path: Path) 
     result = subprocess.run([str(alone / "cellbox"), "--help"], capture_output=True,
                             text=True, env=env, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("usage: cellbox"), result.stderr
+
+
+@pytest.mark.parametrize(("body", "status", "out"), [
+    # a lean command: its buffered output is flushed before the quick exit
+    ("print('partial line', end='')\n    return 3", 3, "partial line"),
+    # an atexit handler or a thread: the interpreter's usual exit, handlers run
+    ("import atexit; atexit.register(print, 'at exit')\n    print('body')\n    return 4", 4,
+     "body\nat exit\n"),
+    ("import threading\n    t = threading.Thread(target=print, args=('thread',))\n"
+     "    t.start()\n    return 0", 0, "thread\n"),
+    # statuses sys.exit alone knows what to do with
+    ("return 'a message'", 1, ""),
+    ("return None", 0, ""),
+    ("return 256 + 7", 7, ""),
+])
+def test_boot_exits_quickly_only_when_nothing_is_lost(tmp_path: Path, body: str, status: int,
+                                                      out: str) -> None:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    shutil.copy2(RUNTIME / "_boot.py", runtime / "_boot.py")
+    (runtime / "probe.py").write_text(f"def main(argv):\n    {body}\n")
+    result = subprocess.run([sys.executable, "-I", "-S", str(runtime / "_boot.py"), "probe"],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (status, out), result.stderr

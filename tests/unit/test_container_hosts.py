@@ -48,3 +48,24 @@ def test_etc_files_from_a_host_etc(tmp_path: Path) -> None:
 def test_a_host_without_resolv_conf_still_gives_resolvers(tmp_path: Path) -> None:
     files = etc_files("c0ffee", "none", host_etc=tmp_path)
     assert "nameserver 8.8.8.8" in files["/etc/resolv.conf"]
+
+
+
+def test_loopback_is_told_as_ipaddress_tells_it() -> None:
+    # The dotted-quad fast path (no ipaddress import) must agree with ipaddress itself,
+    # odd spellings included.
+    import ipaddress
+
+    from cellbox.runtime.hosts import _is_loopback
+
+    samples = ["127.0.0.1", "127.255.255.254", "126.0.0.1", "128.0.0.1", "0.0.0.0",
+               "127.0.0.01", "0127.0.0.1", "127.0.0.256", "127.0.0", "127.0.0.1.1", "127..0.1",
+               "\uff11\uff12\uff17.0.0.1", "127.0.0.+1", " 127.0.0.1", "127.0.0.1%lo", "::1",
+               "0:0:0:0:0:0:0:1", "::1%lo", "::ffff:127.0.0.1", "fe80::1", "10.0.0.2", "",
+               "localhost", "1.2.3.4", "255.255.255.255", "1000.0.0.1"]
+    for text in samples:
+        try:
+            expected = ipaddress.ip_address(text.split("%", 1)[0]).is_loopback
+        except ValueError:
+            expected = False
+        assert _is_loopback(text) == expected, text

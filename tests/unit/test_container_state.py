@@ -39,12 +39,13 @@ def test_random_names_look_like_adjective_noun() -> None:
     assert re.fullmatch(r"[a-z]+_[a-z]+", random_name())
 
 
-@pytest.mark.parametrize("name", ["web", "my-box.1", "A_b"])
+@pytest.mark.parametrize("name", ["web", "my-box.1", "A_b", "x" * 128])
 def test_valid_names(name: str) -> None:
     assert validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "é", "x" * 200, "ab" * 32])
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "é", "x" * 129, "x" * 200, "ab" * 32,
+                                  "web\n", "\nweb", "w\neb"])
 def test_invalid_names(name: str) -> None:
     with pytest.raises(ConfigError, match="--name"):
         validate_name(name)

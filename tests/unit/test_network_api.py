@@ -25,7 +25,7 @@ def test_none_and_host_need_no_work(mode: str, settings: Settings) -> None:
     info = network.attach(CID, 12345, mode, [], settings)
     assert info == network.NetworkInfo(mode=mode)
     assert info.to_json()["ports"] == []
-    assert not (settings.run / "network").exists()
+    assert not (Path(settings.run) / "network").exists()
 
 
 @pytest.mark.parametrize("mode", ["none", "host"])

@@ -76,3 +76,23 @@ def test_fields_replace_and_asdict() -> None:
     assert box.corner.tags == ["t"]  # a copy, as dataclasses.asdict makes
     with pytest.raises(TypeError, match="not a record"):
         fields(int)
+
+
+def test_post_init_checks_and_normalises_like_a_dataclass() -> None:
+    @record(frozen=True)
+    class Span:
+        start: int
+        end: int
+        label: str = ""
+
+        def __post_init__(self) -> None:
+            if self.end < self.start:
+                raise ValueError(f"end {self.end} before start {self.start}")
+            object.__setattr__(self, "label", self.label.strip())
+
+    assert Span(1, 2, " a ") == Span(1, 2, "a")
+    assert replace(Span(1, 2), end=5, label=" b") == Span(1, 5, "b")  # replace runs it too
+    with pytest.raises(ValueError, match="end 0 before start 1"):
+        Span(1, 0)
+    with pytest.raises(ValueError, match="end 0 before start 1"):
+        replace(Span(1, 2), end=0)

@@ -124,3 +124,46 @@ def test_docker_hub_api_host() -> None:
 
 def test_check_digest_accepts_sha512() -> None:
     assert check_digest("sha512:" + "0" * 128) == "sha512:" + "0" * 128
+
+
+# The grammar as regular expressions (github.com/distribution/reference); the parser's
+# scanners must accept exactly what these accept.
+GRAMMAR = {
+    "_is_path_component": r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*",
+    "_is_host": r"(?:(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+                r"(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*"
+                r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?",
+    "_is_tag": r"(?a:[\w][\w.-]{0,127})",
+    "_is_digest": r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}",
+}
+ALPHABETS = {
+    "_is_path_component": "ab0._-_A/",
+    "_is_host": "aZ0-.:[]9f",
+    "_is_tag": "a_Z9.-:é",
+    "_is_digest": "aZ9-_+.:fF",
+}
+
+
+@pytest.mark.parametrize("scanner", sorted(GRAMMAR))
+def test_the_scanners_accept_what_the_grammar_accepts(scanner: str) -> None:
+    import itertools
+    import random
+    import re
+
+    from cellbox.runtime import reference
+
+    check = getattr(reference, scanner)
+    pattern = re.compile(GRAMMAR[scanner])
+    alphabet = ALPHABETS[scanner]
+    # every string up to 5 characters of the alphabet, then random longer ones
+    samples = ["".join(p) for n in range(6) for p in itertools.product(alphabet, repeat=n)]
+    rng = random.Random(4)
+    samples += ["".join(rng.choices(alphabet, k=rng.randrange(6, 40))) for _ in range(20000)]
+    if scanner == "_is_digest":
+        samples += [f"{algo}:{hexpart}" for algo in ("sha256", "a.b", "a..b", "-a", "A9+b", "")
+                    for hexpart in ("ab" * 16, "ab" * 15 + "a", "AB" * 32, "g" * 32, "")]
+    if scanner == "_is_tag":
+        samples += ["a" * 128, "a" * 129, "_" + "." * 127, "." + "a" * 10]
+    for text in samples:
+        assert check(text) == bool(pattern.fullmatch(text)), (scanner, text)
+

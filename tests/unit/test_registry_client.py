@@ -413,8 +413,8 @@ def test_401_without_credentials(fake: FakeRegistry, client: RegistryClient) -> 
 def test_401_with_refused_credentials(
     fake: FakeRegistry, settings: Settings, sleeps: Sleeps
 ) -> None:
-    settings.docker_config.mkdir()
-    (settings.docker_config / "config.json").write_text(json.dumps(
+    Path(settings.docker_config).mkdir()
+    (Path(settings.docker_config) / "config.json").write_text(json.dumps(
         {"auths": {"reg.example": {"username": "ann", "password": "pw"}}}))
     fake.before.append(lambda r: httpx.Response(401, headers={"WWW-Authenticate": "Basic"}))
     with make_client(fake, settings, sleeps) as c, pytest.raises(AuthError) as info:
@@ -644,8 +644,8 @@ def test_blob_redirect_to_a_cdn_drops_authorization(settings: Settings, sleeps: 
 def test_a_challenge_from_a_redirect_target_is_not_answered(
     settings: Settings, sleeps: Sleeps
 ) -> None:
-    settings.docker_config.mkdir()
-    (settings.docker_config / "config.json").write_text(json.dumps(
+    Path(settings.docker_config).mkdir()
+    (Path(settings.docker_config) / "config.json").write_text(json.dumps(
         {"auths": {"reg.example": {"username": "ann", "password": "secret"}}}))
     fake = FakeRegistry(token="T0K")
     desc = fake.add_blob(b"data")
