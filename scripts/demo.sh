@@ -5,12 +5,17 @@
 # CELLBOX_DEMO_SERVE=0 stops after the tour (used to time the demo).
 source "$(dirname "$0")/lib.sh"
 cd "$CELLBOX_SRC"
+CURRENT_STEP="set-up (scripts/setup.sh, see above)"
 "$CELLBOX_SRC/scripts/setup.sh"
 
 PORT=${CELLBOX_DEMO_REGISTRY_PORT:-5000}
 step "local registry on 127.0.0.1:$PORT serving the demo images as docker.io's mirror"
 "$VENV/bin/python" -m tests.support.images serve --port "$PORT" --state "$CELLBOX_DEV_CACHE/demo-registry"
-trap '"$VENV/bin/python" -m tests.support.images stop --state "$CELLBOX_DEV_CACHE/demo-registry"' EXIT
+stop_registry() {
+    "$VENV/bin/python" -m tests.support.images stop --state "$CELLBOX_DEV_CACHE/demo-registry"
+    echo "local registry stopped"
+}
+trap stop_registry EXIT
 export CELLBOX_REGISTRY_MIRRORS="http://127.0.0.1:$PORT"
 export PATH="$VENV/bin:$PATH"
 
@@ -21,5 +26,7 @@ if [ "${CELLBOX_DEMO_SERVE:-1}" = 0 ]; then
     exit 0
 fi
 step "JupyterLab on http://127.0.0.1:8888 (Ctrl-C to stop)"
-"$VENV/bin/jupyter" lab --ip 127.0.0.1 --port 8888 --no-browser --allow-root \
-    --ServerApp.root_dir="$CELLBOX_SRC/notebooks" tour.ipynb
+(cd "$CELLBOX_SRC/notebooks" && "$VENV/bin/jupyter" lab --ip 127.0.0.1 \
+    --port "${CELLBOX_DEMO_LAB_PORT:-8888}" --no-browser --allow-root tour.ipynb) \
+    || true  # however it was stopped
+echo "JupyterLab stopped"

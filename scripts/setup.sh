@@ -55,7 +55,7 @@ ln -sfn ../../../kernel "$BUILD/typecheck/cellbox/kernel"
 
 step "Kernelspec 'cellbox' in the virtualenv"
 "$VENV/bin/cellbox" kernel install --sys-prefix >/dev/null
-"$VENV/bin/jupyter" kernelspec list | grep -q cellbox
+"$VENV/bin/jupyter" kernelspec list | grep cellbox >/dev/null
 
 step "Images for the local registry (debian:bookworm, busybox, hello-world)"
 "$VENV/bin/python" -m tests.support.images build

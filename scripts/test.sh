@@ -5,6 +5,7 @@
 # SUITES="unit kernel" runs a subset.
 source "$(dirname "$0")/lib.sh"
 cd "$CELLBOX_SRC"
+CURRENT_STEP="set-up (scripts/setup.sh, see above)"
 "$CELLBOX_SRC/scripts/setup.sh"
 
 SUITES=${SUITES:-"lint types unit integration privileged kernel notebooks jest ui"}
