@@ -206,6 +206,8 @@ class Shell:
         self._cell: _Cell | None = None
         self._lock = asyncio.Lock()
         self._in_flight = 0  # typed lines whose prompt has not come back yet
+        self._prompted = asyncio.Event()  # set while no typed line still owes its prompt
+        self._prompted.set()
         self._written = 0
         self._last_output = time.monotonic()
         self._between: list[str] = []
@@ -288,6 +290,14 @@ class Shell:
             if not done.done():
                 await self._type_line(line)
             result = await asyncio.wait_for(done, max(deadline - time.monotonic(), 0.1))
+            if result.status is not None:
+                # The marker comes just before the shell prints our prompt. A line typed in
+                # between is echoed by the terminal at once, the prompt lands inside that
+                # echo, and the echo (nonce and all) would be shown as the first cell's
+                # output: the first cell is typed only once the prompt is out.
+                await asyncio.wait_for(
+                    self._prompted.wait(), max(deadline - time.monotonic(), 0.1)
+                )
         except TimeoutError:
             text = "".join(self._init_text)[-2000:]
             self.close()
@@ -481,6 +491,7 @@ class Shell:
     async def _type_line(self, line: str) -> None:
         """Type a command line for the shell itself; it answers with one prompt."""
         self._in_flight += 1
+        self._prompted.clear()
         await self._type(line)
 
     def _on_readable(self) -> None:
@@ -536,6 +547,8 @@ class Shell:
                     self._confirm(cell)
         elif isinstance(event, Prompt):
             self._in_flight = max(0, self._in_flight - 1)
+            if self._in_flight == 0:
+                self._prompted.set()
             if cell is not None and not cell.done.done() and self._in_flight == 0:
                 if cell.status is not None:
                     self._confirm(cell)  # a marker came: the shell is back, confirm it now

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import images, netscope
+from tests.support import images, leaks, netscope
 from tests.support.registry import RegistryServer
 
 # Everything this session makes is named after it, so that the leak checks (and a human)
@@ -29,9 +29,16 @@ SEEDED = {
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the session's bridge and nft table, whatever a test left of them."""
-    if os.geteuid() == 0 and os.environ.get("CELLBOX_BRIDGE", "").startswith("cbxtest"):
+    """Remove the session's bridge and nft table, whatever a test left of them, and its
+    cgroups: those fail the session, as the leak they are."""
+    if os.geteuid() != 0:
+        return
+    if os.environ.get("CELLBOX_BRIDGE", "").startswith("cbxtest"):
         netscope.cleanup_bridge(os.environ["CELLBOX_BRIDGE"])
+    left = leaks.sweep_session()
+    if left:
+        print(f"\nLEAK: the session left cgroups behind (now removed): {left}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

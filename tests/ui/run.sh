@@ -40,7 +40,10 @@ export CELLBOX_BRIDGE="$SCOPE"
 export CELLBOX_SUBNET=$(cd "$SRC" && "$PY" -c "from tests.support.netscope import free_subnet; print(free_subnet($$))")
 export JUPYTERLAB_GALATA_ROOT_DIR="$STATE/notebooks"
 export JUPYTER_RUNTIME_DIR="$STATE/jupyter-runtime"
-mkdir -p "$CELLBOX_ROOT" "$CELLBOX_RUN" "$JUPYTERLAB_GALATA_ROOT_DIR"
+# Galata's server config, our own and chromium make temporary files (settings, workspaces,
+# a terminal rc file): all of them under $STATE, removed at the end.
+export TMPDIR="$STATE/tmp"
+mkdir -p "$CELLBOX_ROOT" "$CELLBOX_RUN" "$JUPYTERLAB_GALATA_ROOT_DIR" "$TMPDIR"
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 REGISTRY_PORT=$(free_port)
 export CELLBOX_UI_PORT=$(free_port)
@@ -76,7 +79,7 @@ cleanup() {
         grep "$STATE" /proc/self/mountinfo | head -5
         rc=1
     else
-        rm -rf "$STATE"
+        rm -rf --one-file-system "$STATE"
     fi
     exit "$rc"
 }
