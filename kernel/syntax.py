@@ -346,13 +346,17 @@ class _Scanner:
 
     def ansi_quote(self) -> None:  # $'...' with backslash escapes
         self.i += 2
+        self.skip_past("'")
+
+    def skip_past(self, close: str) -> None:
+        """Move just past the next unescaped ``close`` (a backslash escapes one character)."""
         while True:
             if self.eof():
                 raise self.incomplete()
             c = self.peek()
             if c == "\\":
                 self.i += 2
-            elif c == "'":
+            elif c == close:
                 self.i += 1
                 return
             else:
@@ -378,17 +382,7 @@ class _Scanner:
 
     def backtick(self) -> None:
         self.i += 1
-        while True:
-            if self.eof():
-                raise self.incomplete()
-            c = self.peek()
-            if c == "\\":
-                self.i += 2
-            elif c == "`":
-                self.i += 1
-                return
-            else:
-                self.i += 1
+        self.skip_past("`")
 
     def dollar(self, quoted: bool = False) -> None:
         nxt = self.peek(1)

@@ -439,16 +439,8 @@ class _Supervisor:
             os.set_blocking(fd, False)
 
     def _tty_size(self) -> None:
-        if self.master < 0:
-            return
-        for fd in (0, 1):
-            try:
-                rows, cols = linux.get_winsize(fd)
-            except OSError:
-                continue
-            if rows and cols:
-                linux.set_winsize(self.master, rows, cols)
-                return
+        if self.master >= 0:
+            linux.copy_winsize((0, 1), self.master)
 
     def _raw_stdin(self) -> None:
         try:

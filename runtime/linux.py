@@ -11,7 +11,8 @@ names the call and its target; every fd it returns is close-on-exec.
     credentials    capget, capset, prctl, cap_bound_drop, cap_ambient_clear, set_no_new_privs,
                    set_dumpable
     process        seccomp_set_filter, close_range, sethostname, malloc_trim
-    terminals      tty_set_controlling, pty_peer, pty_unlock, get_winsize, set_winsize
+    terminals      tty_set_controlling, pty_peer, pty_unlock, get_winsize, set_winsize,
+                   copy_winsize
 
 It is imported by the container's init process, so it imports nothing but ctypes, errno,
 fcntl, os and struct.
@@ -69,6 +70,7 @@ __all__ = [
     "capget",
     "capset",
     "close_range",
+    "copy_winsize",
     "fsconfig_create",
     "fsconfig_flag",
     "fsconfig_string",
@@ -552,3 +554,16 @@ def get_winsize(fd: int) -> tuple[int, int]:
 def set_winsize(fd: int, rows: int, cols: int) -> None:
     """Set the window size of the terminal ``fd`` (its foreground group gets SIGWINCH)."""
     fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def copy_winsize(sources: tuple[int, ...], target: int) -> None:
+    """Give the terminal ``target`` the size of the first of ``sources`` that is a sized
+    terminal; nothing when none is."""
+    for fd in sources:
+        try:
+            rows, cols = get_winsize(fd)
+        except OSError:
+            continue
+        if rows and cols:
+            set_winsize(target, rows, cols)
+            return

@@ -138,17 +138,6 @@ def _open_pty() -> tuple[int, int]:
     return master, linux.pty_peer(master)
 
 
-def _copy_winsize(master: int) -> None:
-    for fd in (0, 1):
-        try:
-            rows, cols = linux.get_winsize(fd)
-        except OSError:
-            continue
-        if rows and cols:
-            linux.set_winsize(master, rows, cols)
-            return
-
-
 def _process_dict(process: Any) -> dict[str, Any]:
     if isinstance(process, dict):
         return dict(process)
@@ -236,7 +225,7 @@ def exec_in(
         hostname = os.uname().nodename
         if spec.get("tty"):
             master, slave = _open_pty()
-            _copy_winsize(master)
+            linux.copy_winsize((0, 1), master)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         child = os.fork()
         if child == 0:

@@ -116,16 +116,8 @@ class Relay:
         termios.tcsetattr(self.stdin_fd, termios.TCSAFLUSH, mode)
 
     def _resize(self) -> None:
-        if self.master is None:
-            return
-        for fd in (self.stdin_fd, self.stdout_fd):
-            try:
-                rows, cols = linux.get_winsize(fd)
-            except OSError:
-                continue
-            if rows and cols:
-                linux.set_winsize(self.master, rows, cols)
-                return
+        if self.master is not None:
+            linux.copy_winsize((self.stdin_fd, self.stdout_fd), self.master)
 
     # --------------------------------------------------------------------- loop
 
