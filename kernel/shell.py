@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pexpect
 import ptyprocess
+from cellbox.runtime import linux
 from cellbox.runtime.errors import CellboxError
 
 from .controller import (
@@ -179,6 +180,24 @@ class _Spawn(_SpawnBase):
         return ptyprocess.PtyProcess.spawn(args, pass_fds=self._pass_fds, **kwargs)
 
 
+# Signals a shell must start with at their defaults: an ignored signal stays ignored
+# across exec, and Python ignores SIGPIPE and SIGXFSZ, a kernel started under nohup or as a
+# background job SIGINT and SIGQUIT (then an interrupt would have to escalate to SIGKILL).
+_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ,
+                    signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def _child_setup(inherit: int | None) -> None:
+    """In the shell's process, after fork, before exec."""
+    for sig in _DEFAULT_SIGNALS:
+        linux.default_signal(sig)  # the raw call: signal.signal needs the main thread
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if inherit is not None:
+        # The socket is O_CLOEXEC like every fd of ours; only the child's copy is
+        # made inheritable.
+        os.set_inheritable(inherit, True)
+
+
 class Shell:
     """A persistent shell. ``start`` it, ``run`` cells one at a time, ``close`` it."""
 
@@ -254,9 +273,7 @@ class Shell:
                 echo=True,
                 dimensions=command.dimensions,
                 pass_fds=pass_fds,
-                # The socket is O_CLOEXEC like every fd of ours; only the child's copy
-                # (after fork, before exec) is made inheritable.
-                preexec_fn=(lambda: os.set_inheritable(inherit, True)) if inherit else None,
+                preexec_fn=lambda: _child_setup(inherit),
             )
         except (OSError, pexpect.ExceptionPexpect) as exc:
             if ours is not None:
