@@ -20,7 +20,8 @@ source 127.0.0.1 out of the bridge, and a masquerade of 127.0.0.0/8 towards the 
 the container answers to the bridge address. ``route_localnet`` alone would also let a
 container send to the host's 127.0.0.1 services (CVE-2020-8558 in Kubernetes was that
 mistake), so the ``guard`` chain drops anything arriving from the bridge for 127.0.0.0/8
-before routing.
+before routing. It also drops TCP to the cloud metadata address 169.254.169.254, except
+DNS: the instance's credentials are for the host, not for a notebook's container.
 
 The ``forward`` chain accepts traffic from the bridge, replies to it, and DNAT'd traffic to
 it. An accept here cannot overrule a drop in another table (a host firewall with a
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 FAMILY = "ip"
+METADATA = "169.254.169.254"
 MAP_ADDR = "publish_addr"
 MAP_ANY = "publish_any"
 ANY = ANY_HOST_IP
@@ -121,6 +123,10 @@ def table_script(
         f"add chain {t} forward {{ type filter hook forward priority filter; policy accept; }}",
         # route_localnet is on for the bridge: nothing from a container may reach 127/8.
         f"add rule {t} guard iifname {br} ip daddr 127.0.0.0/8 drop",
+        # A cloud's instance metadata service (AWS, GCP, Azure, OpenStack) hands the host's
+        # credentials to whoever asks it over HTTP: no container asks. DNS on the same
+        # address (GCP's resolver, copied into the container's resolv.conf) still works.
+        f"add rule {t} guard iifname {br} ip daddr {METADATA} tcp dport != 53 drop",
         f"add rule {t} prerouting fib daddr type local jump publish",
         f"add rule {t} output fib daddr type local jump publish",
         f"add rule {t} publish dnat ip to ip daddr . meta l4proto . th dport map @{MAP_ADDR}",

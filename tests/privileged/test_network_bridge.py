@@ -145,41 +145,70 @@ def test_attach_to_a_dead_process_fails_cleanly(env: tuple[Settings, Holders]) -
     assert not Path(f"/sys/class/net/{network.veth_name(cid(1))}").exists()
 
 
-def test_traffic_out_is_masqueraded(env: tuple[Settings, Holders], tmp_path: Path) -> None:
-    """A container reaches an 'outside' netns through the host, seen as the host."""
-    settings, holders = env
-    container, outside = holders.new(), holders.new()
+@contextlib.contextmanager
+def outside(settings: Settings, holders: Holders) -> Iterator[tuple[int, str, str, str]]:
+    """An 'outside' netns the host reaches through a veth of its own on a free /24:
+    (its holder's pid, the host's end, the far end, the host's link name)."""
+    far = holders.new()
     taken = [*netscope.routes(), ipaddress.IPv4Network(settings.subnet)]
     link = ipaddress.IPv4Network(netscope.free_subnet(sys.maxsize % 9973, taken))
     host_end, far_end = f"{link.network_address + 1}", f"{link.network_address + 2}"
-    uplink = f"cbxo{outside.pid}"[:15]
+    uplink = f"cbxo{far.pid}"[:15]
     subprocess.run(
-        [
-            "ip",
-            "link",
-            "add",
-            uplink,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            str(outside.pid),
-        ],
+        ["ip", "link", "add", uplink, "type", "veth", "peer", "name", "eth0",
+         "netns", str(far.pid)],
         check=True,
     )
     try:
         subprocess.run(["ip", "addr", "add", f"{host_end}/24", "dev", uplink], check=True)
         subprocess.run(["ip", "link", "set", uplink, "up"], check=True)
-        run_in(outside.pid, "ip", "addr", "add", f"{far_end}/24", "dev", "eth0")
-        run_in(outside.pid, "ip", "link", "set", "eth0", "up")
-        info = network.attach(cid(1), container.pid, "bridge", [], settings)
-        with Server(outside.pid, 7000, "outside"):
-            assert connect(container.pid, far_end, 7000) == f"outside sees {host_end}"
-        assert info.ip not in host_end
+        run_in(far.pid, "ip", "addr", "add", f"{far_end}/24", "dev", "eth0")
+        run_in(far.pid, "ip", "link", "set", "eth0", "up")
+        yield far.pid, host_end, far_end, uplink
     finally:
         subprocess.run(["ip", "link", "del", uplink], check=False)
+
+
+def test_traffic_out_is_masqueraded(env: tuple[Settings, Holders]) -> None:
+    """A container reaches an 'outside' netns through the host, seen as the host."""
+    settings, holders = env
+    container = holders.new()
+    with outside(settings, holders) as (far, host_end, far_end, _):
+        info = network.attach(cid(1), container.pid, "bridge", [], settings)
+        with Server(far, 7000, "outside"):
+            assert connect(container.pid, far_end, 7000) == f"outside sees {host_end}"
+        assert info.ip not in host_end
+
+
+def test_a_container_cannot_ask_the_cloud_metadata_service(
+    env: tuple[Settings, Holders],
+) -> None:
+    """169.254.169.254 (the instance's credentials on AWS, GCP, Azure) is closed to
+    containers but for DNS. The address lives in a netns of this test, routed from the
+    host through the test's own veth, so nothing is ever sent to a real metadata service."""
+    settings, holders = env
+    container = holders.new()
+    metadata = nat.METADATA
+    with outside(settings, holders) as (far, host_end, far_end, uplink):
+        run_in(far, "ip", "addr", "add", f"{metadata}/32", "dev", "eth0")
+        subprocess.run(
+            ["ip", "route", "add", f"{metadata}/32", "via", far_end, "dev", uplink], check=True
+        )
+        network.attach(cid(1), container.pid, "bridge", [], settings)
+        with Server(far, 80, "metadata", address=metadata), \
+                Server(far, 53, "dns", address=metadata):
+            assert connect(None, metadata, 80) == f"metadata sees {host_end}"  # control
+            assert connect(container.pid, metadata, 80, timeout=1) == "FAILED timed out"
+            assert connect(container.pid, metadata, 53) == f"dns sees {host_end}"
+            nat.run_nft(f"flush chain ip {settings.bridge} guard\n", what="drop the guard")
+            try:
+                answer = connect(container.pid, metadata, 80, timeout=2)
+                assert answer == f"metadata sees {host_end}", "control: without the guard"
+            finally:
+                nat.run_nft(
+                    nat.table_script(settings.bridge, ipaddress.IPv4Network(settings.subnet)),
+                    what="restore the table",
+                )
 
 
 def test_a_container_cannot_reach_host_loopback_services(env: tuple[Settings, Holders]) -> None:

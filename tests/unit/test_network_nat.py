@@ -33,6 +33,7 @@ def test_table_script_masquerades_the_subnet_and_guards_localhost() -> None:
     assert 'postrouting ip saddr 10.89.0.0/16 oifname != "cellbox0" masquerade' in script
     assert 'postrouting oifname "cellbox0" ip saddr 127.0.0.0/8 masquerade' in script
     assert 'guard iifname "cellbox0" ip daddr 127.0.0.0/8 drop' in script
+    assert 'guard iifname "cellbox0" ip daddr 169.254.169.254 tcp dport != 53 drop' in script
     assert "type filter hook prerouting priority raw" in script
     assert 'forward iifname "cellbox0" accept' in script
 
