@@ -249,6 +249,9 @@ def _oom_file(spec: dict[str, Any]) -> str | None:
 def _setup_process(spec: dict[str, Any], channel: _Channel, argv: list[str]) -> None:
     """Join cgroups, unshare, fork PID 1; runs in the process the host spawned."""
     linux.set_dumpable(False)
+    # PID 1 as `ps` shows it in the container (and on the host): not the command line of
+    # whatever forked or spawned it, with the host's paths in it.
+    linux.set_process_title("cellbox-init")
     namespaces = spec["namespaces"]
     flags = 0
     for name in namespaces:

@@ -10,7 +10,7 @@ names the call and its target; every fd it returns is close-on-exec.
     paths          openat2 (+ RESOLVE_*)
     credentials    capget, capset, prctl, cap_bound_drop, cap_ambient_clear, set_no_new_privs,
                    set_dumpable
-    process        seccomp_set_filter, close_range, sethostname, malloc_trim
+    process        seccomp_set_filter, close_range, sethostname, malloc_trim, set_process_title
     terminals      tty_set_controlling, pty_peer, pty_unlock, get_winsize, set_winsize,
                    copy_winsize
 
@@ -93,6 +93,7 @@ __all__ = [
     "seccomp_set_filter",
     "set_dumpable",
     "set_no_new_privs",
+    "set_process_title",
     "set_winsize",
     "sethostname",
     "setns",
@@ -427,6 +428,22 @@ def openat2(dirfd: int, path: str | bytes, flags: int, mode: int = 0, resolve: i
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2)."""
     return _check(_prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def set_process_title(title: str) -> None:
+    """What ``ps`` shows for this process: ``title`` as its name (PR_SET_NAME) and its whole
+    command line, written over the argv area the kernel reports (never grown, so a title
+    longer than the original command line is cut)."""
+    data = title.encode()
+    name = ctypes.create_string_buffer(data[:15])
+    prctl(PR_SET_NAME, ctypes.addressof(name))
+    with open("/proc/self/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()  # fields[0] is field 3 of proc(5)
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48 and 49
+    if end > start:
+        ctypes.memset(start, 0, end - start)
+        ctypes.memmove(start, data, min(len(data), end - start - 1))
 
 
 def set_dumpable(value: bool) -> None:

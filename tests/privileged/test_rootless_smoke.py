@@ -93,4 +93,4 @@ def test_rootless_exec(workdir: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[:2] == ["0", "rootless-box"]
-    assert "_init" in lines[2]
+    assert lines[2].strip() == "cellbox-init"

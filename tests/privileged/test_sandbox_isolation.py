@@ -35,7 +35,7 @@ def test_own_hostname_and_pid_namespace(tmp_path: Path, busybox: Path) -> None:
     lines = out.splitlines()
     assert lines[0] == "isolated-box"
     pids = {line.split()[0]: line for line in lines[2:]}
-    assert "_init" in pids["1"]
+    assert pids["1"].split()[1:] == ["cellbox-init"]  # not the host's command line
     assert len(pids) == 3, out  # init, sh, ps: nothing of the host
 
 
