@@ -230,6 +230,24 @@ def _all_lines(fd: int) -> tuple[list[bytes], int]:
     return data[:end].split(b"\n")[:-1], end
 
 
+def _tail(fd: int | None, old: int | None, count: int, since: str | None) -> list[LogRecord]:
+    """The records of the last ``count`` printed lines. A line flushed in pieces is several
+    records (all but the last ``partial``) and counts once, so read more records until
+    ``count`` lines are in them or the log has no more."""
+    if count <= 0:
+        return []
+    want = count
+    while True:
+        lines = _last_lines(fd, want) if fd is not None else []
+        if len(lines) < want and old is not None:
+            lines = _last_lines(old, want - len(lines)) + lines
+        records = list(_parse(lines, since))
+        starts = [i for i, r in enumerate(records) if i == 0 or not records[i - 1].partial]
+        if len(starts) > count or len(lines) < want:  # enough lines, or all there is
+            return records[starts[-count]:] if len(starts) >= count else records
+        want *= 2
+
+
 def _parse(lines: Iterable[bytes], since: str | None) -> Iterator[LogRecord]:
     for raw in lines:
         record = LogRecord.from_json(raw)
@@ -248,7 +266,8 @@ def read_logs(
 ) -> Iterator[LogRecord]:
     """Yield the records of the log in ``directory``, oldest first.
 
-    ``tail``: only the last N records. ``since``: only records at or after that time.
+    ``tail``: only the records of the last N printed lines (a line flushed in pieces is
+    several records). ``since``: only records at or after that time.
     ``follow``: keep yielding new records as they are written, through rotations, until
     ``stop()`` returns true (checked when there is nothing new) — by default forever.
     """
@@ -262,11 +281,8 @@ def read_logs(
             os.close(old)  # rotated between the two opens: we already hold that file
             old = None
         if tail is not None:
-            lines = _last_lines(fd, tail) if fd is not None else []
-            if len(lines) < tail and old is not None:
-                lines = _last_lines(old, tail - len(lines)) + lines
             offset = _end_of_lines(fd)
-            yield from _parse(lines, since_key)
+            yield from _tail(fd, old, tail, since_key)
         else:
             if old is not None:
                 yield from _parse(_all_lines(old)[0], since_key)

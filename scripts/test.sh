@@ -3,6 +3,12 @@
 # notebooks, the extension's jest tests and the browser tests. Every suite runs even when
 # an earlier one failed; the summary at the end names each failed step.
 # SUITES="unit kernel" runs a subset.
+#
+# Two lanes run side by side (the suites wait on containers and kernels much of the time,
+# so the two cores have room): the suites whose leak checks watch the machine's mounts and
+# links (privileged, kernel, notebooks) one after another in the first, lint, types, unit,
+# integration and jest in the second; then the browser tests. Each suite's output goes to
+# a log, printed whole when the suite ends.
 source "$(dirname "$0")/lib.sh"
 cd "$CELLBOX_SRC"
 CURRENT_STEP="set-up (scripts/setup.sh, see above)"
@@ -10,19 +16,27 @@ CURRENT_STEP="set-up (scripts/setup.sh, see above)"
 
 SUITES=${SUITES:-"lint types unit integration privileged kernel notebooks jest ui"}
 PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra --durations=10)
-failed=()
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/cellbox-test-logs.XXXXXX")
+trap 'rm -rf "$LOGS"' EXIT
 
+# run_suite NAME COMMAND...: run one suite (if in $SUITES) with its output in a log, then
+# print the log and the verdict in one piece (the lock keeps the lanes' pieces apart).
 run_suite() {
     local name=$1; shift
     case " $SUITES " in *" $name "*) ;; *) return 0 ;; esac
-    step "tests: $name"
-    local start=$SECONDS
-    if "$@"; then
-        echo "--> $name passed in $((SECONDS - start)) s"
-    else
-        echo "--> $name FAILED in $((SECONDS - start)) s" >&2
-        failed+=("$name")
-    fi
+    local start=$SECONDS rc=0
+    "$@" >"$LOGS/$name.log" 2>&1 </dev/null || rc=$?
+    {
+        flock 9
+        step "tests: $name"
+        cat "$LOGS/$name.log"
+        if [ "$rc" -eq 0 ]; then
+            echo "--> $name passed in $((SECONDS - start)) s"
+        else
+            echo "--> $name FAILED in $((SECONDS - start)) s" >&2
+            echo "$name" >>"$LOGS/failed"
+        fi
+    } 9>"$LOGS/print.lock"
 }
 
 step "test user for the rootless tests (cellbox-test, with subordinate ids)"
@@ -30,21 +44,35 @@ id cellbox-test >/dev/null 2>&1 || useradd --create-home --shell /bin/bash cellb
 grep -q '^cellbox-test:' /etc/subuid || echo "cellbox-test:200000:65536" >> /etc/subuid
 grep -q '^cellbox-test:' /etc/subgid || echo "cellbox-test:200000:65536" >> /etc/subgid
 
-run_suite lint "$VENV/bin/ruff" check runtime kernel tests bench scripts
-run_suite types "$VENV/bin/mypy"
-run_suite unit "${PYTEST[@]}" tests/unit
-run_suite integration "${PYTEST[@]}" tests/integration
-run_suite privileged "${PYTEST[@]}" tests/privileged
-run_suite kernel "${PYTEST[@]}" tests/kernel
-run_suite notebooks "${PYTEST[@]}" tests/notebooks
+machine_lane() {
+    run_suite privileged "${PYTEST[@]}" tests/privileged
+    run_suite kernel "${PYTEST[@]}" tests/kernel
+    run_suite notebooks "${PYTEST[@]}" tests/notebooks
+}
+other_lane() {
+    run_suite lint "$VENV/bin/ruff" check runtime kernel tests bench scripts
+    run_suite types "$VENV/bin/mypy"
+    run_suite unit "${PYTEST[@]}" tests/unit
+    run_suite integration "${PYTEST[@]}" tests/integration
+    if [ -f labextension/package.json ]; then
+        run_suite jest bash -c "cd labextension && npm test --silent"
+    fi
+}
+CURRENT_STEP="tests"
+machine_lane &
+machine=$!
+other_lane &
+other=$!
+wait "$machine" "$other"
+# The browser tests last, alone: beside the kernel suite, chromium's load made its
+# timing-sensitive tests (interrupt escalation, log records) fail.
 if [ -f labextension/package.json ]; then
-    run_suite jest bash -c "cd labextension && npm test --silent"
     run_suite ui bash -c "cd tests/ui && ./run.sh"
 fi
 
 CURRENT_STEP="summary"
-if [ ${#failed[@]} -gt 0 ]; then
-    printf '\n\033[1;31mFAILED suites: %s\033[0m\n' "${failed[*]}" >&2
+if [ -s "$LOGS/failed" ]; then
+    printf '\n\033[1;31mFAILED suites: %s\033[0m\n' "$(tr '\n' ' ' <"$LOGS/failed")" >&2
     exit 1
 fi
 printf '\n\033[1;32mall suites passed\033[0m\n'

@@ -93,9 +93,12 @@ class KernelDriver:
             self.kc.input(pending.pop(0) if pending else "\x04")
 
         stdin = allow_stdin if allow_stdin is not None else answers is not None
+        # stop_on_error=False: after an error reply ipykernel aborts what it receives until
+        # its own "stop aborting" marker is queued, and under load the next test cell can
+        # come first (Jupyter's "stop at the first error" behaviour, the same for every kernel)
         result.reply = self.kc.execute_interactive(
             code, timeout=timeout, output_hook=on_output,
-            stdin_hook=on_input if stdin else None, allow_stdin=stdin,
+            stdin_hook=on_input if stdin else None, allow_stdin=stdin, stop_on_error=False,
         )
         return result
 

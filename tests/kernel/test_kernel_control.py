@@ -11,7 +11,8 @@ from tests.kernel.driver import KernelDriver
 def test_interrupt_ends_the_job_not_the_shell(kernel: KernelDriver) -> None:
     kernel.ok("%container busybox --network none")
     kernel.ok("KEEP=kept; cd /tmp")
-    msg_id = kernel.kc.execute("echo started; sleep 1000; echo never")
+    # stop_on_error=False: see tests/kernel/driver.py KernelDriver.run
+    msg_id = kernel.kc.execute("echo started; sleep 1000; echo never", stop_on_error=False)
     time.sleep(1.0)
     start = time.monotonic()
     kernel.km.interrupt_kernel()
@@ -27,7 +28,7 @@ def test_interrupt_ends_the_job_not_the_shell(kernel: KernelDriver) -> None:
 
 def test_a_job_that_ignores_sigint_is_killed(kernel: KernelDriver) -> None:
     kernel.ok("%container busybox --network none")
-    kernel.kc.execute("sh -c 'trap \"\" INT; sleep 1000'")
+    kernel.kc.execute("sh -c 'trap \"\" INT; sleep 1000'", stop_on_error=False)  # see above
     time.sleep(1.0)
     kernel.km.interrupt_kernel()
     reply = kernel.kc.get_shell_msg(timeout=15)

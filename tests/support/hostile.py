@@ -322,7 +322,8 @@ class Frontend:
         self.pid = int(driver.km.provisioner.pid)
 
     def start(self, code: str) -> Cell:
-        return Cell(str(self.kc.execute(code, allow_stdin=False)))
+        # stop_on_error=False: see tests/kernel/driver.py KernelDriver.run
+        return Cell(str(self.kc.execute(code, allow_stdin=False, stop_on_error=False)))
 
     def finish(self, cell: Cell, timeout: float = 120.0,
                during: Callable[[Cell], None] | None = None) -> Cell:

@@ -7,13 +7,16 @@ teardown in the kernel is asynchronous) and returns what is new since ``before``
 Several test sessions may share a machine (developers run suites side by side), so cgroups
 and container processes are only counted when they belong to this session: its cgroup
 parent (``CELLBOX_CGROUP_PARENT``, set per session by tests/conftest.py) or its store root
-(``CELLBOX_ROOT`` or ``CELLBOX_TEST_SCOPE`` in the process's command line).
+(``CELLBOX_ROOT`` or ``CELLBOX_TEST_SCOPE`` in the process's command line), and veths
+only when they are not on another session's bridge (scripts/test.sh runs the browser tests
+beside the privileged suites).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -37,13 +40,19 @@ def _scope_words() -> tuple[str, ...]:
     return tuple(w for w in words if w)
 
 
+def _named(word: str, text: str) -> bool:
+    """``word`` in ``text``, not as the start of a longer pid: the scope of the session with
+    pid 123 is not that of pid 1234 (sessions run side by side, see scripts/test.sh)."""
+    return re.search(re.escape(word) + r"(?!\d)", text) is not None
+
+
 def _cgroups() -> set[str]:
     found = set()
     parent = os.environ.get("CELLBOX_CGROUP_PARENT", "cellbox")
     for depth1 in CGROUP_ROOT.iterdir():
         try:
             for path in depth1.rglob(f"*{parent}*"):
-                if path.is_dir():
+                if path.is_dir() and _named(parent, path.name):
                     found.add(str(path))
         except OSError:
             continue
@@ -53,6 +62,17 @@ def _cgroups() -> set[str]:
 def _netns() -> set[str]:
     run = Path("/run/netns")
     return {p.name for p in run.iterdir()} if run.is_dir() else set()
+
+
+def _foreign_bridge(dev: Path) -> bool:
+    """Whether ``dev`` is enslaved to another test session's bridge (cbxtest<pid>,
+    cbxui<pid>): that session's container, not ours, so not our leak either."""
+    try:
+        master = os.path.basename(os.readlink(dev / "master"))
+    except OSError:
+        return False  # no master (yet, or any more): counted
+    ours = os.environ.get("CELLBOX_BRIDGE", "")
+    return master != ours and master.startswith(("cbxtest", "cbxui"))
 
 
 def _links() -> set[str]:
@@ -66,7 +86,7 @@ def _links() -> set[str]:
         for line in uevent.splitlines():
             if line.startswith("DEVTYPE="):
                 kind = line.split("=", 1)[1]
-        if kind == "veth":
+        if kind == "veth" and not _foreign_bridge(dev):
             found.add(dev.name)
     return found
 
@@ -87,7 +107,7 @@ def _processes() -> set[str]:
         text = cmdline.decode(errors="replace").strip()
         if not text:
             continue  # kernel thread or zombie
-        ours = any(word in text or word in cgroup for word in scope)
+        ours = any(_named(word, text) or _named(word, cgroup) for word in scope)
         if ours and (ns != own or "cellbox" in text or "docker-registry" in text):
             found.add(f"{entry} {text[:160]}")
     return found

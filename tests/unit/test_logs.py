@@ -87,6 +87,25 @@ def test_tail_reads_across_the_rotated_file(tmp_path: Path) -> None:
     assert list(read_logs(tmp_path, tail=0)) == []
 
 
+def test_tail_counts_printed_lines_not_the_pieces_they_were_flushed_in(tmp_path: Path) -> None:
+    with LogWriter(tmp_path) as writer:
+        writer.write(records_for_text("stdout", "first\n"))
+        for i in range(3):  # three lines, each flushed in 40 pieces (a busy machine)
+            for piece in range(40):
+                writer.write(records_for_text("stdout", f"{i}{piece:02d} "))
+            writer.write(records_for_text("stdout", "end\n"))
+        writer.write(records_for_text("stdout", "50%"))  # an unfinished last line counts
+
+    def printed(tail: int) -> str:
+        return "".join(r.text for r in read_logs(tmp_path, tail=tail))
+
+    assert printed(1) == "50%"
+    assert printed(2).startswith("200 201 ") and printed(2).endswith(" 239 end\n50%")
+    assert printed(3).splitlines()[0].startswith("100 ")
+    assert printed(9) == "".join(r.text for r in read_logs(tmp_path))  # fewer than asked
+    assert printed(9).startswith("first\n000 ")
+
+
 def test_tail_of_a_big_log_reads_backwards(tmp_path: Path) -> None:
     with LogWriter(tmp_path, max_bytes=64 << 20) as writer:
         writer.write([LogRecord("2024-01-01T00:00:00.000000000Z", "stdout", "x" * 100)
