@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kernel.driver import KernelDriver
+from tests.kernel.driver import KernelDriver, start_kernel
 from tests.support.registry import RegistryServer, free_port
 
 BAD = [
@@ -39,10 +40,27 @@ BAD = [
 ]
 
 
+@pytest.fixture(scope="module")
+def parse_kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KernelDriver, Path]]:
+    """One kernel for all the bad-option cases (each kernel start costs ≈ 0.7 s of CPU): a
+    magic that does not parse must touch nothing, which each case checks; and its store."""
+    base = tmp_path_factory.mktemp("magics")
+    (base / "notebooks").mkdir()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CELLBOX_ROOT", str(base / "cellbox-root"))
+        env.setenv("CELLBOX_RUN", str(base / "cellbox-run"))
+        driver = start_kernel(base / "notebooks")
+    try:
+        yield driver, base / "cellbox-root"
+    finally:
+        driver.shutdown()
+
+
 @pytest.mark.parametrize(("code", "names"), BAD, ids=[c.split("\n")[0] for c, _ in BAD])
 def test_every_magic_with_a_bad_option_says_what_is_wrong(
-    kernel: KernelDriver, code: str, names: str
+    parse_kernel: tuple[KernelDriver, Path], code: str, names: str
 ) -> None:
+    kernel, root = parse_kernel
     result = kernel.run(code)
     assert result.status == "error"
     assert result.error is not None
@@ -52,6 +70,7 @@ def test_every_magic_with_a_bad_option_says_what_is_wrong(
     assert "usage: %" in evalue  # and how to use it right
     assert len(result.of_type("error")) == 1
     assert kernel.ok("%help").stdout.startswith("Cells run in a persistent container")
+    assert not any((root / "containers").glob("*")), "a bad magic made a container"
 
 
 def test_help_lists_every_magic(kernel: KernelDriver) -> None:
