@@ -48,6 +48,19 @@ if [ -f labextension/package.json ]; then
     [ -L "$dest" ] || { rm -rf "$dest"; ln -s "$CELLBOX_SRC/labextension/prebuilt" "$dest"; }
 fi
 
+step "configurable-http-proxy for the JupyterHub test ($BUILD/hub)"
+# JupyterHub's default proxy (Node), for tests/kernel/test_hub.py. 5.1 still runs on
+# Debian 12's node 18 (5.2 needs node 20, 5.3 node 22).
+CHP_VERSION=5.1.0
+CHP="$BUILD/hub/node_modules/.bin/configurable-http-proxy"
+if [ "$(cat "$BUILD/hub.stamp" 2>/dev/null)" != "$CHP_VERSION" ] || [ ! -x "$CHP" ]; then
+    npm install --prefix "$BUILD/hub" --no-save --no-audit --no-fund \
+        "configurable-http-proxy@$CHP_VERSION"
+    echo "$CHP_VERSION" > "$BUILD/hub.stamp"
+else
+    echo "up to date"
+fi
+
 # mypy sees runtime/ and kernel/ under their package names through these links.
 mkdir -p "$BUILD/typecheck/cellbox"
 ln -sfn ../../../runtime "$BUILD/typecheck/cellbox/runtime"
