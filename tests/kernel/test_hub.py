@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from tests.support.containers import cellbox
 from tests.support.hub import CHP, VENV_BIN, Hub
 from tests.support.registry import RegistryServer
 
@@ -150,18 +149,13 @@ def hub(cellbox_env: Any, registry: RegistryServer, tmp_path: Path) -> Iterator[
         pytest.fail("JupyterHub teardown:\n  " + "\n  ".join(errors), pytrace=False)
 
 
-def _cellbox(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cellbox.runtime", *args],
-                          capture_output=True, text=True, timeout=60)
-
-
 def _remove_containers() -> list[str]:
     """The kernel keeps its stopped container (by design): remove what the test's store
     holds. A container still running after the hub stopped is a leak."""
-    running = _cellbox("ps", "-q").stdout.split()
+    running = cellbox("ps", "-q").stdout.split()
     errors = [f"container {cid} still running after its kernel stopped" for cid in running]
-    for cid in _cellbox("ps", "-a", "-q").stdout.split():
-        _cellbox("rm", "-f", cid)
+    for cid in cellbox("ps", "-a", "-q").stdout.split():
+        cellbox("rm", "-f", cid)
     return errors
 
 
@@ -219,13 +213,13 @@ async def _notebook(base: str, kernel_id: str, token: str) -> None:
         current = snapshot["containers"][0]
         assert snapshot["current"] == current["id"]
         assert current["name"]
-        listed = _cellbox("ps", "--no-trunc").stdout.splitlines()
+        listed = cellbox("ps", "--no-trunc").stdout.splitlines()
         ours = [line for line in listed if line.startswith(current["id"])]
         assert ours and current["name"] in ours[0].split(), listed  # `cellbox ps` agrees
         assert current["image"] == "docker.io/library/busybox:latest"
         assert current["state"] == "running"
         assert current["limits"]["memory"] == 64 * MiB
-        history = _cellbox("history", "--no-trunc", "busybox").stdout.splitlines()[1:]
+        history = cellbox("history", "--no-trunc", "busybox").stdout.splitlines()[1:]
         assert len(current["layers"]) == len(history)
         for layer, row in zip(current["layers"], history, strict=True):
             assert layer["created_by"] in row
