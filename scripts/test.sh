@@ -5,10 +5,12 @@
 # SUITES="unit kernel" runs a subset.
 #
 # Two lanes run side by side (the suites wait on containers and kernels much of the time,
-# so the two cores have room): the suites whose leak checks watch the machine's mounts and
-# links (privileged, kernel, notebooks) one after another in the first, lint, types, unit,
-# integration and jest in the second; then the browser tests. Each suite's output goes to
-# a log, printed whole when the suite ends.
+# so the two cores have room). The first runs the suites that make containers, kernels
+# and networks (privileged, kernel, notebooks) in one pytest run spread over two
+# pytest-xdist workers, a file per worker at a time; each worker is a session of its own,
+# with its own names, cgroup parent, bridge and leak checks (tests/conftest.py). The
+# second runs lint, types, unit, integration and jest, then the browser tests. Each
+# suite's output goes to a log, printed whole when the suite ends.
 source "$(dirname "$0")/lib.sh"
 cd "$CELLBOX_SRC"
 CURRENT_STEP="set-up (scripts/setup.sh, see above)"
@@ -19,11 +21,19 @@ PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra --durations=10)
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/cellbox-test-logs.XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT
 
+wanted() { case " $SUITES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 # run_suite NAME COMMAND...: run one suite (if in $SUITES) with its output in a log, then
 # print the log and the verdict in one piece (the lock keeps the lanes' pieces apart).
 run_suite() {
     local name=$1; shift
-    case " $SUITES " in *" $name "*) ;; *) return 0 ;; esac
+    wanted "$name" || return 0
+    run_step "$name" "$@"
+}
+
+# run_step NAME COMMAND...: run_suite, whatever $SUITES says.
+run_step() {
+    local name=$1; shift
     local start=$SECONDS rc=0
     "$@" >"$LOGS/$name.log" 2>&1 </dev/null || rc=$?
     {
@@ -45,9 +55,12 @@ grep -q '^cellbox-test:' /etc/subuid || echo "cellbox-test:200000:65536" >> /etc
 grep -q '^cellbox-test:' /etc/subgid || echo "cellbox-test:200000:65536" >> /etc/subgid
 
 machine_lane() {
-    run_suite privileged "${PYTEST[@]}" tests/privileged
-    run_suite kernel "${PYTEST[@]}" tests/kernel
-    run_suite notebooks "${PYTEST[@]}" tests/notebooks
+    local dirs=() names=()
+    for suite in privileged kernel notebooks; do
+        wanted "$suite" && dirs+=("tests/$suite") && names+=("$suite")
+    done
+    [ ${#dirs[@]} -gt 0 ] || return 0
+    run_step "${names[*]}" "${PYTEST[@]}" -n 2 --dist loadfile "${dirs[@]}"
 }
 other_lane() {
     run_suite lint "$VENV/bin/ruff" check runtime kernel tests bench scripts
@@ -56,6 +69,7 @@ other_lane() {
     run_suite integration "${PYTEST[@]}" tests/integration
     if [ -f labextension/package.json ]; then
         run_suite jest bash -c "cd labextension && npm test --silent"
+        run_suite ui bash -c "cd tests/ui && ./run.sh"
     fi
 }
 CURRENT_STEP="tests"
@@ -64,11 +78,6 @@ machine=$!
 other_lane &
 other=$!
 wait "$machine" "$other"
-# The browser tests last, alone: beside the kernel suite, chromium's load made its
-# timing-sensitive tests (interrupt escalation, log records) fail.
-if [ -f labextension/package.json ]; then
-    run_suite ui bash -c "cd tests/ui && ./run.sh"
-fi
 
 CURRENT_STEP="summary"
 if [ -s "$LOGS/failed" ]; then

@@ -12,13 +12,15 @@ from tests.support import images, leaks, netscope
 from tests.support.registry import RegistryServer
 
 # Everything this session makes is named after it, so that the leak checks (and a human)
-# can tell it from another session's on the same machine.
+# can tell it from another session's on the same machine. A pytest-xdist worker is a
+# session of its own: it replaces the names it inherited from the controller.
 SCOPE = f"cbxtest{os.getpid()}"
-os.environ.setdefault("CELLBOX_TEST_SCOPE", SCOPE)
-os.environ.setdefault("CELLBOX_CGROUP_PARENT", f"cellbox-{SCOPE}")
+_name = os.environ.__setitem__ if "PYTEST_XDIST_WORKER" in os.environ else os.environ.setdefault
+_name("CELLBOX_TEST_SCOPE", SCOPE)
+_name("CELLBOX_CGROUP_PARENT", f"cellbox-{SCOPE}")
 # A bridge (name <= 15 chars) and a free /24 of the session's own: see tests/support/netscope.
-os.environ.setdefault("CELLBOX_BRIDGE", SCOPE[:15])
-os.environ.setdefault("CELLBOX_SUBNET", netscope.free_subnet(os.getpid()))
+_name("CELLBOX_BRIDGE", SCOPE[:15])
+_name("CELLBOX_SUBNET", netscope.free_subnet(os.getpid()))
 
 # repository -> (test image, tags): what the session registry serves, docker.io-style.
 SEEDED = {
@@ -39,6 +41,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         print(f"\nLEAK: the session left cgroups behind (now removed): {left}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tell the leak checks where this session's temporary files are: a mount under
+    another session's (another xdist worker's) is that session's, not a leak of ours."""
+    os.environ["CELLBOX_TEST_TMP"] = str(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,7 @@ def outside(settings: Settings, holders: Holders) -> Iterator[tuple[int, str, st
     taken = [*netscope.routes(), ipaddress.IPv4Network(settings.subnet)]
     link = ipaddress.IPv4Network(netscope.free_subnet(sys.maxsize % 9973, taken))
     host_end, far_end = f"{link.network_address + 1}", f"{link.network_address + 2}"
-    uplink = f"cbxo{far.pid}"[:15]
+    uplink = f"cbxo{os.getpid()}"  # the session's (tests/support/leaks.py)
     subprocess.run(
         ["ip", "link", "add", uplink, "type", "veth", "peer", "name", "eth0",
          "netns", str(far.pid)],

@@ -8,8 +8,9 @@ Several test sessions may share a machine (developers run suites side by side), 
 and container processes are only counted when they belong to this session: its cgroup
 parent (``CELLBOX_CGROUP_PARENT``, set per session by tests/conftest.py) or its store root
 (``CELLBOX_ROOT`` or ``CELLBOX_TEST_SCOPE`` in the process's command line), and veths
-only when they are not on another session's bridge (scripts/test.sh runs the browser tests
-beside the privileged suites).
+only when they are not on another session's bridge or another session's uplink, and
+mounts only when they are not under another session's temporary directory (scripts/test.sh
+runs the machine's suites in pytest-xdist workers side by side, each a session of its own).
 """
 
 from __future__ import annotations
@@ -27,9 +28,30 @@ __all__ = ["Snapshot", "leaked", "snapshot", "sweep_session"]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def _foreign_tmp() -> tuple[str, str] | None:
+    """(the root of every pytest session's temporary files, this session's own), when the
+    session said where its own are (CELLBOX_TEST_TMP, tests/conftest.py)."""
+    own = os.environ.get("CELLBOX_TEST_TMP")
+    if not own:
+        return None
+    for parent in Path(own).parents:
+        if parent.name.startswith("pytest-of-"):
+            return f"{parent}/", f"{own}/"
+    return None
+
+
 def _mounts() -> set[str]:
+    """Mounts, but for those under another session's temporary directory (another pytest
+    session or xdist worker running beside this one)."""
+    tmp = _foreign_tmp()
+    found = set()
     with open("/proc/self/mountinfo") as f:
-        return {" ".join(line.split()[3:5]) for line in f}
+        for line in f:
+            root, point = line.split()[3:5]
+            if tmp and point.startswith(tmp[0]) and not f"{point}/".startswith(tmp[1]):
+                continue
+            found.add(f"{root} {point}")
+    return found
 
 
 def _scope_words() -> tuple[str, ...]:
@@ -75,6 +97,13 @@ def _foreign_bridge(dev: Path) -> bool:
     return master != ours and master.startswith(("cbxtest", "cbxui"))
 
 
+def _foreign_uplink(name: str) -> bool:
+    """Whether ``name`` is another session's uplink to an 'outside' netns
+    (``cbxo<pid of the session>``, tests/privileged/test_network_bridge.py)."""
+    found = re.fullmatch(r"cbxo(\d+)", name)
+    return found is not None and int(found[1]) != os.getpid()
+
+
 def _links() -> set[str]:
     found = set()
     for dev in Path("/sys/class/net").iterdir():
@@ -86,7 +115,7 @@ def _links() -> set[str]:
         for line in uevent.splitlines():
             if line.startswith("DEVTYPE="):
                 kind = line.split("=", 1)[1]
-        if kind == "veth" and not _foreign_bridge(dev):
+        if kind == "veth" and not _foreign_bridge(dev) and not _foreign_uplink(dev.name):
             found.add(dev.name)
     return found
 
