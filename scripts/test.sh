@@ -5,12 +5,12 @@
 # SUITES="unit kernel" runs a subset.
 #
 # Two lanes run side by side (the suites wait on containers and kernels much of the time,
-# so the two cores have room). The first runs the suites that use registries, containers,
-# kernels and networks (integration, privileged, kernel, notebooks) in one pytest run
-# spread over two pytest-xdist workers, a file per worker at a time; each worker is a
-# session of its own, with its own names, cgroup parent, bridge and leak checks
-# (tests/conftest.py). The second runs lint, types, unit and jest, then the browser
-# tests. Each suite's output goes to a log, printed whole when the suite ends.
+# so the two cores have room). The first runs the pytest suites (unit, integration,
+# privileged, kernel, notebooks) in one run spread over four pytest-xdist workers, a file
+# per worker at a time; each worker is a session of its own, with its own names, cgroup
+# parent, bridge and leak checks (tests/conftest.py). The second runs lint, types and
+# jest, then the browser tests. Each suite's output goes to a log, printed whole when the
+# suite ends.
 source "$(dirname "$0")/lib.sh"
 cd "$CELLBOX_SRC"
 CURRENT_STEP="set-up (scripts/setup.sh, see above)"
@@ -54,25 +54,24 @@ id cellbox-test >/dev/null 2>&1 || useradd --create-home --shell /bin/bash cellb
 grep -q '^cellbox-test:' /etc/subuid || echo "cellbox-test:200000:65536" >> /etc/subuid
 grep -q '^cellbox-test:' /etc/subgid || echo "cellbox-test:200000:65536" >> /etc/subgid
 
-machine_lane() {
+pytest_lane() {
     local dirs=() names=()
-    for suite in integration privileged kernel notebooks; do
+    for suite in unit integration privileged kernel notebooks; do
         wanted "$suite" && dirs+=("tests/$suite") && names+=("$suite")
     done
     [ ${#dirs[@]} -gt 0 ] || return 0
-    run_step "${names[*]}" "${PYTEST[@]}" -n 2 --dist loadfile "${dirs[@]}"
+    run_step "${names[*]}" "${PYTEST[@]}" -n 4 --dist loadfile "${dirs[@]}"
 }
 other_lane() {
     run_suite lint "$VENV/bin/ruff" check runtime kernel tests bench scripts
     run_suite types "$VENV/bin/mypy"
-    run_suite unit "${PYTEST[@]}" tests/unit
     if [ -f labextension/package.json ]; then
         run_suite jest bash -c "cd labextension && npm test --silent"
         run_suite ui bash -c "cd tests/ui && ./run.sh"
     fi
 }
 CURRENT_STEP="tests"
-machine_lane &
+pytest_lane &
 machine=$!
 other_lane &
 other=$!

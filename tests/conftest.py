@@ -65,24 +65,3 @@ def cellbox_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CELLBOX_ROOT", str(root))
     monkeypatch.setenv("CELLBOX_RUN", str(tmp_path / "cellbox-run"))
     return root
-
-
-@pytest.fixture(scope="session")
-def image_store(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CELLBOX_ROOT-style store holding library/busybox:latest and library/debian:bookworm.
-
-    Both are pulled once per session by cellbox's own ``pull`` from the ``registry``
-    fixture, configured as docker.io's mirror, so they are stored under their docker.io
-    names ("busybox", "debian:bookworm" resolve as usual). Use it with
-    ``monkeypatch.setenv("CELLBOX_ROOT", str(image_store))`` or
-    ``Settings(root=image_store)``. Tests may create containers in it (and remove them
-    again); they must not rmi or prune the two images, which the whole session shares.
-    """
-    from cellbox.runtime.pull import pull
-    from cellbox.runtime.settings import Settings
-
-    root = tmp_path_factory.mktemp(f"image-store-{SCOPE}")
-    settings = Settings(root=root, registry_mirrors=(registry.url,))
-    for name in ("busybox:latest", "debian:bookworm"):
-        pull(name, settings=settings)
-    return root

@@ -12,11 +12,14 @@ as ``cellbox pull`` would, without a registry.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,12 +121,56 @@ def store_image(root: Path, name: str) -> Image:
 VENV_PYTHON = Path(sys.executable)
 
 
+STORED = ("busybox", "debian")
+
+
+def _stored_template() -> Path:
+    """A store holding :data:`STORED`, made by :func:`store_image` once and kept in the
+    developer cache, named after the images' recipes and the runtime's source (a change
+    to either makes a new one, and the old ones go).
+
+    Storing debian costs a session (an xdist worker) about 6 s of CPU; a copy of this
+    template made of hard links, well under one. Readers hold a shared lock, the one
+    making a template an exclusive one.
+    """
+    import cellbox.runtime
+
+    digest = hashlib.sha256()
+    for name in STORED:
+        digest.update(images.IMAGES[name].recipe.encode())
+    for source in sorted(Path(cellbox.runtime.__file__).parent.rglob("*.py")):
+        digest.update(source.read_bytes())
+    base = images.cache_dir() / "stores"
+    out = base / digest.hexdigest()[:16]
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for old in base.iterdir():  # older templates, and what a killed maker left
+            if old.is_dir() and old != out:
+                shutil.rmtree(old)
+        if not (out / "images.json").exists():
+            staging = Path(tempfile.mkdtemp(dir=base, prefix=".making-"))
+            for name in STORED:
+                store_image(staging, name)
+            staging.rename(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def container_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store root holding busybox and debian, shared by the session (read-only use)."""
-    root = tmp_path_factory.mktemp("container-images")
-    for name in ("busybox", "debian"):
-        store_image(root, name)
+    """A store root holding busybox and debian, shared by the session (read-only use): a
+    copy, in hard links, of the developer cache's template (:func:`_stored_template`)."""
+    template = _stored_template()
+    root = tmp_path_factory.mktemp("container-images") / "store"
+    with open(template.parent / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        done = subprocess.run(["cp", "-al", str(template), str(root)], capture_output=True,
+                              text=True)
+    if done.returncode != 0:  # another file system than the cache's: store them here
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        for name in STORED:
+            store_image(root, name)
     return root
 
 
