@@ -17,9 +17,12 @@ CURRENT_STEP="set-up (scripts/setup.sh, see above)"
 "$CELLBOX_SRC/scripts/setup.sh"
 
 SUITES=${SUITES:-"lint types unit integration privileged kernel notebooks jest ui"}
-PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra --durations=10)
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/cellbox-test-logs.XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT
+# The tests' temporary files: removed when every suite passed, kept for a look otherwise.
+TESTTMP=$(mktemp -d "${TMPDIR:-/tmp}/cbxtmp.XXXXXX")  # short: sockets live under it
+PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra --durations=10
+        --basetemp "$TESTTMP/p")
 
 wanted() { case " $SUITES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -80,6 +83,8 @@ wait "$machine" "$other"
 CURRENT_STEP="summary"
 if [ -s "$LOGS/failed" ]; then
     printf '\n\033[1;31mFAILED suites: %s\033[0m\n' "$(tr '\n' ' ' <"$LOGS/failed")" >&2
+    echo "the tests' temporary files are kept in $TESTTMP" >&2
     exit 1
 fi
+rm -rf --one-file-system "$TESTTMP"
 printf '\n\033[1;32mall suites passed\033[0m\n'

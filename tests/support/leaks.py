@@ -35,8 +35,10 @@ def _foreign_tmp() -> tuple[str, str] | None:
     if not own:
         return None
     for parent in Path(own).parents:
-        if parent.name.startswith("pytest-of-"):
+        if parent.name.startswith("pytest-of-"):  # pytest's default place
             return f"{parent}/", f"{own}/"
+    if Path(own).name.startswith("popen-gw"):  # an xdist worker under --basetemp
+        return f"{Path(own).parent}/", f"{own}/"
     return None
 
 

@@ -202,7 +202,8 @@ def test_a_tar_without_end_blocks_or_padding_is_complete(tmp_path: Path) -> None
     assert (tmp_path / "l/etc/motd").read_bytes() == b"hi\n"
 
 
-@pytest.mark.parametrize("blob", [b"", gzip.compress(b""), bytes(1024)])
+@pytest.mark.parametrize("blob", [b"", gzip.compress(b""), bytes(1024)],
+                         ids=["nothing", "empty-gzip", "zero-blocks"])
 def test_an_empty_layer_is_an_empty_directory(tmp_path: Path, blob: bytes) -> None:
     stats = apply_layer(io.BytesIO(blob), tmp_path / "l", ROOTLESS)
     assert stats.entries == 0 and list((tmp_path / "l").iterdir()) == []
