@@ -61,7 +61,7 @@ test.describe('Container panel', () => {
   // Tall enough for the whole panel (summary to charts) in one screenshot.
   test.use({ autoGoto: true, viewport: { width: 1280, height: 1500 } });
 
-  test('on a cellbox kernel, then on another kernel', async ({ page }, testInfo) => {
+  test('on a cellbox kernel, then on another kernel', async ({ page, tmpPath }, testInfo) => {
     await page.notebook.createNew('panel.ipynb', { kernel: 'cellbox' });
     const first = await runCode(page, '%container busybox --memory 64m --network none\necho ready');
     expect(await outputOf(page, first)).toContain('ready');
@@ -158,7 +158,17 @@ test.describe('Container panel', () => {
     });
 
     await test.step('on another kernel it says there is no container', async () => {
-      await page.notebook.createNew('python.ipynb', { kernel: 'python3' });
+      // A notebook made on the server and opened (its kernel is in its metadata): no
+      // kernel dialog to wait for.
+      const python = `${tmpPath}/python.ipynb`;
+      const notebook = {
+        cells: [],
+        metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } },
+        nbformat: 4,
+        nbformat_minor: 5
+      };
+      expect(await page.contents.uploadContent(JSON.stringify(notebook), 'text', python)).toBe(true);
+      expect(await page.notebook.openByPath(python)).toBe(true);
       await expect(panel.locator('.cbx-message')).toContainText('not a cellbox kernel', {
         timeout: 20000
       });
