@@ -49,24 +49,24 @@ def test_pull_prints_a_line_per_layer_and_the_name(cli) -> None:  # type: ignore
 
 def test_images_lists_name_tag_digest_created_size(cli) -> None:  # type: ignore[no-untyped-def]
     cli("pull", "-q", "busybox")
-    cli("pull", "-q", "debian:bookworm")
+    cli("pull", "-q", "hello-world")
     lines = cli("images").stdout.splitlines()
     assert lines[0].split() == ["REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["busybox"][1] == "latest" and rows["debian"][1] == "bookworm"
-    assert rows["debian"][-1].endswith("MB")
+    assert rows["busybox"][1] == "latest" and rows["hello-world"][1] == "latest"
+    assert rows["busybox"][-1].endswith("MB") and rows["hello-world"][-1].endswith("kB")
     digest = json.loads(cli("inspect", "busybox").stdout)[0]["Digest"]
     assert rows["busybox"][2] == digest[7:19]
     assert cli("images", "-q", "--no-trunc").stdout.count("sha256:") == 2
 
 
 def test_history_matches_the_image_config(cli) -> None:  # type: ignore[no-untyped-def]
-    cli("pull", "-q", "debian:bookworm")
-    inspect = json.loads(cli("inspect", "debian:bookworm").stdout)[0]
+    cli("pull", "-q", "busybox")
+    inspect = json.loads(cli("inspect", "busybox").stdout)[0]
     root = cli.root  # type: ignore[attr-defined]
     config_path = root / "blobs" / "sha256" / inspect["Id"][7:]
     history = json.loads(config_path.read_text())["history"]
-    lines = cli("history", "--no-trunc", "debian:bookworm").stdout.splitlines()
+    lines = cli("history", "--no-trunc", "busybox").stdout.splitlines()
     assert lines[0].split()[:2] == ["DIGEST", "CREATED"]
     assert len(lines) - 1 == len(history)
     for line, step in zip(lines[1:], reversed(history), strict=True):
@@ -75,7 +75,7 @@ def test_history_matches_the_image_config(cli) -> None:  # type: ignore[no-untyp
             assert line.startswith("<missing>") and " 0B" in line
         else:
             assert line.startswith(inspect["Layers"][0]["Digest"])
-    assert cli("history", "-q", "debian:bookworm").stdout.split() == [
+    assert cli("history", "-q", "busybox").stdout.split() == [
         "<missing>", inspect["Layers"][0]["Digest"][7:19]]
 
 
@@ -100,28 +100,28 @@ def _fake_container(root: Path, image_digest: str, layers: list[str]) -> Path:
 def test_tag_rmi_and_prune(cli) -> None:  # type: ignore[no-untyped-def]
     root: Path = cli.root  # type: ignore[attr-defined]
     cli("pull", "-q", "busybox")
-    cli("pull", "-q", "debian:bookworm")
+    cli("pull", "-q", "hello-world")
     cli("tag", "busybox", "mybox:v1")
     assert "mybox" in cli("images").stdout
     assert cli("rmi", "mybox:v1").stdout == "Untagged: mybox:v1\n"
-    debian = json.loads(cli("inspect", "debian:bookworm").stdout)[0]
-    container = _fake_container(root, debian["Digest"], [la["ChainID"] for la in debian["Layers"]])
-    refused = cli("rmi", "debian:bookworm", ok=False)
+    hello = json.loads(cli("inspect", "hello-world").stdout)[0]
+    container = _fake_container(root, hello["Digest"], [la["ChainID"] for la in hello["Layers"]])
+    refused = cli("rmi", "hello-world", ok=False)
     assert refused.returncode == 1 and "happy_turing" in refused.stderr
-    assert "debian" in cli("images").stdout
-    forced = cli("rmi", "-f", "debian:bookworm").stdout
-    assert "Untagged: debian:bookworm" in forced and "Deleted" not in forced
-    assert Path(debian["Layers"][0]["Path"]).is_dir()  # the container still needs it
+    assert "hello-world" in cli("images").stdout
+    forced = cli("rmi", "-f", "hello-world").stdout
+    assert "Untagged: hello-world:latest" in forced and "Deleted" not in forced
+    assert Path(hello["Layers"][0]["Path"]).is_dir()  # the container still needs it
     (root / "tmp" / "txn-leftover").mkdir()
     pruned = cli("prune").stdout
     assert "Deleted leftover" in pruned or "leftover" in pruned
-    assert Path(debian["Layers"][0]["Path"]).is_dir()
+    assert Path(hello["Layers"][0]["Path"]).is_dir()
     (container / "config.json").unlink()
     container.rmdir()
     pruned = cli("prune").stdout
-    assert f"Deleted image: {debian['Digest']}" in pruned
-    assert f"Deleted layer: {debian['Layers'][0]['ChainID']}" in pruned
-    assert not Path(debian["Layers"][0]["Path"]).exists()
+    assert f"Deleted image: {hello['Digest']}" in pruned
+    assert f"Deleted layer: {hello['Layers'][0]['ChainID']}" in pruned
+    assert not Path(hello["Layers"][0]["Path"]).exists()
     busybox = json.loads(cli("inspect", "busybox").stdout)[0]
     assert Path(busybox["Layers"][0]["Path"]).is_dir()  # named: kept
     removed = cli("rmi", "busybox").stdout

@@ -8,7 +8,7 @@ Each regex must match (``re.search``, MULTILINE) the cell's text output: streams
 text/plain of displays and results, and error names and values. Cells tagged
 ``raises-exception`` may end in an error (nbclient's own convention). The notebooks run in
 a copy of notebooks/ (they write results next to themselves), against the session registry
-acting as the docker.io mirror, with a fresh cellbox root.
+acting as the docker.io mirror, with a fresh cellbox root that already holds debian.
 
 A notebook that pushes to a registry of its own names it in its metadata, ``"cellbox":
 {"registry": "127.0.0.1:5000"}`` (share.ipynb: the demo's registry, as ``localhost:5000``):
@@ -30,6 +30,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.support.containers import stored_copy
 from tests.support.leaks import leaked, snapshot
 from tests.support.registry import RegistryServer
 
@@ -88,7 +89,10 @@ def notebook_env(
     work = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS[0].parent, work)
     monkeypatch.setenv("CELLBOX_REGISTRY_MIRRORS", registry.url)
-    monkeypatch.setenv("CELLBOX_ROOT", str(tmp_path / f"root-{os.environ['CELLBOX_TEST_SCOPE']}"))
+    # debian is in the store already, as on a machine that used it before (storing it
+    # costs 6 s of CPU a notebook); busybox and hello-world are pulled from the registry.
+    root = stored_copy(tmp_path / f"root-{os.environ['CELLBOX_TEST_SCOPE']}", ("debian",))
+    monkeypatch.setenv("CELLBOX_ROOT", str(root))
     monkeypatch.setenv("CELLBOX_RUN", str(tmp_path / "run"))
     before = snapshot()
     yield work

@@ -40,6 +40,7 @@ __all__ = [
     "container_images",
     "layout_image",
     "store_image",
+    "stored_copy",
     "unpack_store",
     "wait_for",
 ]
@@ -121,13 +122,10 @@ def store_image(root: Path, name: str) -> Image:
 VENV_PYTHON = Path(sys.executable)
 
 
-STORED = ("busybox", "debian")
-
-
-def _stored_template() -> Path:
-    """A store holding :data:`STORED`, made by :func:`store_image` once and kept in the
-    developer cache, named after the images' recipes and the runtime's source (a change
-    to either makes a new one, and the old ones go).
+def _stored_template(names: tuple[str, ...]) -> Path:
+    """A store holding the test images ``names``, made by :func:`store_image` once and
+    kept in the developer cache, named after the images' recipes and the runtime's source
+    (a change to either makes a new one, and the old one goes).
 
     Storing debian costs a session (an xdist worker) about 6 s of CPU; a copy of this
     template made of hard links, well under one. Readers hold a shared lock, the one
@@ -136,11 +134,11 @@ def _stored_template() -> Path:
     import cellbox.runtime
 
     digest = hashlib.sha256()
-    for name in STORED:
+    for name in names:
         digest.update(images.IMAGES[name].recipe.encode())
     for source in sorted(Path(cellbox.runtime.__file__).parent.rglob("*.py")):
         digest.update(source.read_bytes())
-    base = images.cache_dir() / "stores"
+    base = images.cache_dir() / "stores" / "+".join(names)
     out = base / digest.hexdigest()[:16]
     base.mkdir(parents=True, exist_ok=True)
     with open(base / ".lock", "w") as lock:
@@ -150,28 +148,33 @@ def _stored_template() -> Path:
                 shutil.rmtree(old)
         if not (out / "images.json").exists():
             staging = Path(tempfile.mkdtemp(dir=base, prefix=".making-"))
-            for name in STORED:
+            for name in names:
                 store_image(staging, name)
             staging.rename(out)
     return out
 
 
-@pytest.fixture(scope="session")
-def container_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store root holding busybox and debian, shared by the session (read-only use): a
+def stored_copy(root: Path, names: tuple[str, ...]) -> Path:
+    """A store at ``root`` (which must not exist) holding the test images ``names``: a
     copy, in hard links, of the developer cache's template (:func:`_stored_template`)."""
-    template = _stored_template()
-    root = tmp_path_factory.mktemp("container-images") / "store"
+    template = _stored_template(names)
     with open(template.parent / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH)
         done = subprocess.run(["cp", "-al", str(template), str(root)], capture_output=True,
                               text=True)
     if done.returncode != 0:  # another file system than the cache's: store them here
         shutil.rmtree(root, ignore_errors=True)
-        root.mkdir()
-        for name in STORED:
+        root.mkdir(parents=True)
+        for name in names:
             store_image(root, name)
     return root
+
+
+@pytest.fixture(scope="session")
+def container_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store root holding busybox and debian, shared by the session (read-only use)."""
+    return stored_copy(tmp_path_factory.mktemp("container-images") / "store",
+                       ("busybox", "debian"))
 
 
 @pytest.fixture
