@@ -59,7 +59,7 @@ grep -q '^cellbox-test:' /etc/subgid || echo "cellbox-test:200000:65536" >> /etc
 
 pytest_lane() {
     local dirs=() names=()
-    for suite in unit integration privileged kernel notebooks; do
+    for suite in notebooks kernel privileged integration unit; do  # longest files first
         wanted "$suite" && dirs+=("tests/$suite") && names+=("$suite")
     done
     [ ${#dirs[@]} -gt 0 ] || return 0
