@@ -84,7 +84,6 @@ def test_a_cpu_quota_of_half_a_cpu_gives_half_the_time(cellbox_env: Settings) ->
     cpu_stat = base / parent / container.id / "cpu.stat"
     throttled = 0
     while container.running:
-        # The kernel throttling the cgroup is the quota at work (not a busy host).
         with contextlib.suppress(OSError):
             fields = dict(line.split() for line in cpu_stat.read_text().splitlines())
             throttled = max(throttled, int(fields.get("nr_throttled", 0)))
@@ -92,7 +91,10 @@ def test_a_cpu_quota_of_half_a_cpu_gives_half_the_time(cellbox_env: Settings) ->
     assert container.wait() == 0
     cpu = float("".join(r.line for r in container.logs()))
     assert 0.3 < cpu < 0.95, cpu  # ~0.75 s of 1.5 s; a busy host may give less, never more
-    assert throttled > 0
+    # The kernel throttles the group once it has used its quota in a period. A busy host
+    # (the suite's other workers) may give it less than that in every period: then it was
+    # never throttled, but it also got less than half of the 1.5 s.
+    assert throttled > 0 or cpu < 0.75, f"{cpu} s of CPU and never throttled"
 
 
 def test_limits_show_in_stats_and_inspect(cellbox_env: Settings) -> None:
