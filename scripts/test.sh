@@ -19,10 +19,11 @@ CURRENT_STEP="set-up (scripts/setup.sh, see above)"
 SUITES=${SUITES:-"lint types unit integration privileged kernel notebooks jest ui"}
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/cellbox-test-logs.XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT
-# The tests' temporary files: removed when every suite passed, kept for a look otherwise.
+# The tests' temporary files: a passed test's go when it ends (in its worker, beside the
+# others), the rest when every suite passed; kept for a look otherwise.
 TESTTMP=$(mktemp -d "${TMPDIR:-/tmp}/cbxtmp.XXXXXX")  # short: sockets live under it
 PYTEST=("$VENV/bin/python" -m pytest -p no:cacheprovider -ra --durations=10
-        --basetemp "$TESTTMP/p")
+        --basetemp "$TESTTMP/p" -o tmp_path_retention_policy=failed)
 
 wanted() { case " $SUITES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 

@@ -171,10 +171,13 @@ def stored_copy(root: Path, names: tuple[str, ...]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def container_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store root holding busybox and debian, shared by the session (read-only use)."""
-    return stored_copy(tmp_path_factory.mktemp("container-images") / "store",
+def container_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A store root holding busybox and debian, shared by the session (read-only use);
+    removed when the session ends."""
+    root = stored_copy(tmp_path_factory.mktemp("container-images") / "store",
                        ("busybox", "debian"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
