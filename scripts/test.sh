@@ -76,10 +76,10 @@ other_lane() {
 }
 CURRENT_STEP="tests"
 pytest_lane &
-machine=$!
+pytests=$!
 other_lane &
 other=$!
-wait "$machine" "$other"
+wait "$pytests" "$other"
 
 CURRENT_STEP="summary"
 if [ -s "$LOGS/failed" ]; then
