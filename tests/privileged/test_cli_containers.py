@@ -137,9 +137,10 @@ def test_rm_refuses_a_running_container_unless_forced(cellbox_env: Settings) -> 
 
 
 def test_detached_rm_removes_itself_on_exit(cellbox_env: Settings) -> None:
-    cellbox("run", "-d", "--rm", "--name", "ephemeral", "busybox", "sleep", "0.5", check=True)
+    # 3 s: still there when `run -d` has returned, even on a busy machine
+    cellbox("run", "-d", "--rm", "--name", "ephemeral", "busybox", "sleep", "3", check=True)
     assert [c.name for c in Container.list(all=True)] == ["ephemeral"]
-    assert wait_for(lambda: Container.list(all=True) == [], timeout=10)
+    assert wait_for(lambda: Container.list(all=True) == [], timeout=15)
 
 
 def test_a_killed_init_reads_as_exited_not_running(cellbox_env: Settings) -> None:

@@ -42,9 +42,10 @@ def _host_command_time() -> float:
 def test_a_fork_bomb_is_contained_by_the_pids_limit(cellbox_env: Settings) -> None:
     container = Container.create(
         ContainerConfig(image="busybox", name="bomb", pids_limit=64, network="none",
-                        # the loop keeps the shell alive when even its `sleep` cannot fork
-                        command=["sh", "-c", "bomb() { bomb | bomb & }; bomb; "
-                                 "while :; do sleep 1 2>/dev/null; done"]),
+                        # PID 1 becomes `sleep` (an exec, no fork), so it outlives the
+                        # bomb however soon the pids limit stops every fork
+                        command=["sh", "-c", "(bomb() { bomb | bomb & }; bomb) & "
+                                 "exec sleep 1d"]),
     )
     container.start()
     try:
