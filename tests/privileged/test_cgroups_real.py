@@ -260,7 +260,8 @@ def test_cpu_quota_of_half_a_cpu(made: Made) -> None:
 def test_kill_all_empties_a_fork_bomb(made: Made) -> None:
     group = made.cgroup("bomb", Limits(pids=256))
     reaper = made.reaped_shell(group, "bomb() { bomb | bomb & }; bomb; sleep 100")
-    assert _wait_for(lambda: (group.stats().pids_current or 0) >= 100, 10), "bomb did not go off"
+    # (forks are slow on a busy machine: the suite's other workers)
+    assert _wait_for(lambda: (group.stats().pids_current or 0) >= 100, 30), "bomb did not go off"
 
     start = time.monotonic()
     group.kill_all()
