@@ -259,8 +259,9 @@ def test_cpu_quota_of_half_a_cpu(made: Made) -> None:
 
 def test_kill_all_empties_a_fork_bomb(made: Made) -> None:
     group = made.cgroup("bomb", Limits(pids=256))
-    reaper = made.reaped_shell(group, "bomb() { bomb | bomb & }; bomb; sleep 100")
-    # (forks are slow on a busy machine: the suite's other workers)
+    # Every bomb waits in a `sleep` once it has forked: the classic bomb, whose shells exit
+    # as soon as they have forked, can collapse between two looks on a busy machine.
+    reaper = made.reaped_shell(group, "bomb() { bomb | bomb & sleep 100; }; bomb; sleep 100")
     assert _wait_for(lambda: (group.stats().pids_current or 0) >= 100, 30), "bomb did not go off"
 
     start = time.monotonic()
