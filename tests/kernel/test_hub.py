@@ -24,6 +24,7 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from tests.kernel.inbox import Inbox
 from tests.support.containers import cellbox
 from tests.support.hub import CHP, VENV_BIN, Hub
 from tests.support.registry import RegistryServer
@@ -39,18 +40,14 @@ MiB = 1 << 20
 USER = f"student-{uuid.uuid4().hex[:6]}"
 
 
-class KernelSocket:
+class KernelSocket(Inbox):
     """The notebook's side of a kernel websocket (Jupyter's JSON protocol, no subprotocol):
     sends requests, keeps every reply, output and comm message it reads."""
 
     def __init__(self, ws: WebSocketClientConnection) -> None:
+        super().__init__()
         self.ws = ws
         self.session = uuid.uuid4().hex
-        self.outputs: dict[str, list[str]] = {}  # execute msg_id -> stream and error text
-        self.replies: dict[str, dict[str, Any]] = {}  # request msg_id -> reply content
-        self.idle: set[str] = set()
-        self.comm: dict[str, list[dict[str, Any]]] = {}  # comm_id -> data of each comm_msg
-        self.closed: set[str] = set()
 
     async def send(self, msg_type: str, content: dict[str, Any], channel: str = "shell"
                    ) -> str:
@@ -68,32 +65,15 @@ class KernelSocket:
             "code": code, "silent": False, "store_history": True, "user_expressions": {},
             "allow_stdin": False, "stop_on_error": False,
         })
-        self.outputs[msg_id] = []
+        self.expect_output(msg_id)
         return msg_id
 
     async def open_comm(self, data: dict[str, Any]) -> str:
         comm_id = uuid.uuid4().hex
-        self.comm[comm_id] = []
+        self.expect_comm(comm_id)
         await self.send("comm_open", {"comm_id": comm_id, "target_name": "cellbox",
                                       "data": data})
         return comm_id
-
-    def _take(self, msg: dict[str, Any]) -> None:
-        kind = msg["msg_type"]
-        content = msg["content"]
-        parent = msg.get("parent_header", {}).get("msg_id")
-        if kind.endswith("_reply") and parent:
-            self.replies[parent] = content
-        elif kind == "comm_msg" and content["comm_id"] in self.comm:
-            self.comm[content["comm_id"]].append(content["data"])
-        elif kind == "comm_close":
-            self.closed.add(content["comm_id"])
-        elif kind == "stream" and parent in self.outputs:
-            self.outputs[parent].append(content["text"])
-        elif kind == "error" and parent in self.outputs:
-            self.outputs[parent].append(f"{content['ename']}: {content['evalue']}")
-        elif kind == "status" and content["execution_state"] == "idle" and parent:
-            self.idle.add(parent)
 
     async def wait(self, what: str, predicate: Callable[[], Any], timeout: float = 30) -> Any:
         """Read messages until ``predicate`` holds; return its value."""
@@ -105,7 +85,7 @@ class KernelSocket:
                 raw = await self.ws.read_message()
                 if raw is None:
                     raise AssertionError(f"the kernel websocket closed while waiting for {what}")
-                self._take(json.loads(raw))
+                self.take(json.loads(raw))
 
         try:
             return await asyncio.wait_for(read(), timeout)
@@ -123,9 +103,6 @@ class KernelSocket:
         status = self.replies.get(msg_id, {}).get("status")
         assert status == "ok", f"{code!r} -> {status}:\n{output}"
         return output
-
-    def messages(self, comm_id: str, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.comm[comm_id] if m.get("type") == kind]
 
 
 @pytest.fixture

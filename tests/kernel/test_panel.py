@@ -23,6 +23,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
+from tests.kernel.inbox import Inbox
 from tests.support.registry import RegistryServer
 
 pytestmark = [
@@ -33,16 +34,13 @@ pytestmark = [
 MiB = 1 << 20
 
 
-class Frontend:
+class Frontend(Inbox):
     """A client that speaks the panel's side of the comm."""
 
     def __init__(self, kc: BlockingKernelClient, pid: int) -> None:
+        super().__init__()
         self.kc = kc
         self.pid = pid  # the kernel process
-        self.comm: dict[str, list[dict[str, Any]]] = {}  # comm_id -> data of each comm_msg
-        self.closed: set[str] = set()
-        self.outputs: dict[str, list[str]] = {}  # execute msg_id -> stream text
-        self.idle: set[str] = set()
 
     # -- sending ---------------------------------------------------------------------
 
@@ -53,7 +51,7 @@ class Frontend:
 
     def open(self, data: dict[str, Any] | None = None) -> str:
         comm_id = uuid.uuid4().hex
-        self.comm[comm_id] = []
+        self.expect_comm(comm_id)
         payload = {"version": 1, **(data or {})}
         self._shell("comm_open", {"comm_id": comm_id, "target_name": "cellbox", "data": payload})
         return comm_id
@@ -66,7 +64,7 @@ class Frontend:
 
     def execute(self, code: str) -> str:
         msg_id = str(self.kc.execute(code, allow_stdin=False))
-        self.outputs[msg_id] = []
+        self.expect_output(msg_id)
         return msg_id
 
     # -- receiving ---------------------------------------------------------------------
@@ -78,19 +76,7 @@ class Frontend:
                 msg = self.kc.get_iopub_msg(timeout=timeout)
             except queue.Empty:
                 return
-            kind = msg["msg_type"]
-            content = msg["content"]
-            parent = msg["parent_header"].get("msg_id")
-            if kind == "comm_msg" and content["comm_id"] in self.comm:
-                self.comm[content["comm_id"]].append(content["data"])
-            elif kind == "comm_close":
-                self.closed.add(content["comm_id"])
-            elif kind == "stream" and parent in self.outputs:
-                self.outputs[parent].append(content["text"])
-            elif kind == "error" and parent in self.outputs:
-                self.outputs[parent].append("\n".join(content.get("traceback", [])))
-            elif kind == "status" and content["execution_state"] == "idle":
-                self.idle.add(parent)
+            self.take(msg)
             timeout = 0.01
 
     def wait(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -107,9 +93,6 @@ class Frontend:
         msg_id = self.execute(code)
         self.wait(lambda: msg_id in self.idle, timeout)
         return "".join(self.outputs[msg_id])
-
-    def messages(self, comm_id: str, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.comm[comm_id] if m.get("type") == kind]
 
 
 @pytest.fixture
