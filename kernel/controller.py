@@ -36,12 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from cellbox.runtime.blocked import KNOWN_ARCH, blocked_call, input_fd
+
 __all__ = ["ControlEvent", "Controller", "Exited", "LocalController", "Reading", "RelayController"]
 
-# System call numbers in /proc/PID/syscall, x86_64 and aarch64: read, readv, pread64 ...
-_READS = {b"0", b"19", b"17", b"63", b"65", b"67"}
-# ... and poll, select, ppoll, pselect6 (busybox's `read` polls first).
-_POLLS = {b"7", b"23", b"271", b"270", b"73", b"72"}
 QUIET = 0.05  # seconds of no output before a blocked read counts as "waiting for input"
 
 
@@ -157,34 +155,27 @@ class LocalController:
             return None
         for pid in _group_members(pgrp):
             try:
-                with open(f"/proc/{pid}/syscall", "rb") as f:
-                    fields = f.read().split()
+                line = blocked_call(_read_proc, pid)
+                fd = input_fd(line) if line is not None else None
+                if fd is not None and os.readlink(f"/proc/{pid}/fd/{fd}") == tty:
+                    return pid
             except OSError:
                 continue
-            if len(fields) < 2:
-                continue
-            try:
-                if fields[0] in _READS:
-                    fd = int(fields[1], 16)
-                elif fields[0] in _POLLS:
-                    fd = 0  # what a poll waits on is in its memory: take stdin's word for it
-                else:
-                    continue
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == tty:
-                    return pid
-            except (OSError, ValueError):
-                continue
         return None
+
+
+def _read_proc(path: str) -> str:
+    with open(f"/proc/{path}", "rb") as f:
+        return f.read().decode(errors="replace")
 
 
 def _parent(pid: int) -> int | None:
     """The parent pid of ``pid`` (/proc/PID/stat field 4), None when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        stat = _read_proc(f"{pid}/stat")
     except OSError:
         return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     return int(fields[1]) if len(fields) > 1 else None
 
 
@@ -195,11 +186,10 @@ def _group_members(pgrp: int) -> list[int]:
         if not entry.isdigit() or int(entry) == pgrp:
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
+            stat = _read_proc(f"{entry}/stat")
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgrp:
             members.append(int(entry))
     return members
@@ -339,18 +329,15 @@ def reader_state(pid: int) -> ReaderState | None:
     prompt after an aborted line).
     """
     try:
-        with open(f"/proc/{pid}/syscall", "rb") as f:
-            fields = f.read().split()
-        with open(f"/proc/{pid}/status", "rb") as f:
-            status = f.read()
+        status = _read_proc(f"{pid}/status")
+        call = blocked_call(_read_proc, pid)
     except OSError:
         return None
     ns_pid = pid
     for line in status.splitlines():
-        if line.startswith(b"NSpid:"):
+        if line.startswith("NSpid:"):
             ns_pid = int(line.split()[-1])
-    reading = bool(fields) and (fields[0] in _READS or fields[0] in _POLLS)
-    return ReaderState(reading, ns_pid)
+    return ReaderState(call is not None and input_fd(call) is not None, ns_pid)
 
 
 def shell_at_prompt(pid: int) -> bool | None:
@@ -360,23 +347,19 @@ def shell_at_prompt(pid: int) -> bool | None:
     the cell would hold the terminal, and the shell would wait for it in wait4. An end
     marker printed by anything else than the shell (a program that read the nonce out of
     the shell's memory) comes while the shell is *not* at its prompt. None when /proc does
-    not tell (another user's process, a kernel without /proc/PID/syscall).
+    not tell (another user's process, a kernel without /proc/PID/syscall, an architecture
+    whose system call numbers we do not know).
     """
+    if not KNOWN_ARCH:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        with open(f"/proc/{pid}/syscall", "rb") as f:
-            call = f.read().split()
+        stat = _read_proc(f"{pid}/stat")
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) < 6:
+            return None
+        if int(fields[2]) != int(fields[5]):  # its process group is not the terminal's
+            return False
+        call = blocked_call(_read_proc, pid)
     except OSError:
         return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    if len(fields) < 6:
-        return None
-    pgrp, tpgid = int(fields[2]), int(fields[5])
-    if pgrp != tpgid:
-        return False
-    if not call or call[0] == b"running":
-        return False
-    if call[0] in _READS:
-        return len(call) > 1 and int(call[1], 16) == 0
-    return call[0] in _POLLS
+    return call is not None and input_fd(call) == 0

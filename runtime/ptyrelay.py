@@ -45,6 +45,7 @@ import time
 from typing import Any
 
 from . import linux
+from .blocked import blocked_call, input_fd
 
 __all__ = ["Relay", "wait_status_code"]
 
@@ -53,12 +54,6 @@ IDLE_MAX_CHECK_S = 0.25
 _READ = 65536
 _FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
               signal.SIGUSR2)
-
-# Syscalls that mean "waiting for terminal input", per architecture.
-_READ_CALLS = {"x86_64": {0, 17, 19, 295}, "aarch64": {63, 65, 67, 69}}
-_WAIT_CALLS = {"x86_64": {7, 23, 232, 270, 271, 281, 441},
-               "aarch64": {22, 72, 73, 441}}
-_ARCH = os.uname().machine
 
 
 def wait_status_code(status: int) -> int:
@@ -369,20 +364,11 @@ class Relay:
             stat = self._read_proc(f"{pid}/stat")
             if int(stat[stat.rindex(")") + 2:].split()[2]) != pgrp:
                 return None
-            line = self._read_proc(f"{pid}/syscall").strip()
+            line = blocked_call(self._read_proc, pid)
         except (OSError, ValueError, IndexError):
             return None
-        words = line.split()
-        if len(words) < 2 or not words[0].isdigit():
-            return None  # "running" or not in a syscall
-        nr = int(words[0])
-        if nr in _READ_CALLS.get(_ARCH, set()):
-            fd = int(words[1], 16)
-        elif nr in _WAIT_CALLS.get(_ARCH, set()):
-            fd = 0
-        else:
-            return None
-        return line if self._is_slave(pid, fd) else None
+        fd = input_fd(line) if line is not None else None
+        return line if fd is not None and self._is_slave(pid, fd) else None
 
     def _is_slave(self, pid: int, fd: int) -> bool:
         try:

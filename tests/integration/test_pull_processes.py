@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import images
+from tests.support.oci import File, OciLayout, tar_layer
 from tests.support.registry import RegistryServer, free_port
 
 CELLBOX = [sys.executable, "-m", "cellbox.runtime"]
@@ -34,11 +36,18 @@ class LoggingRegistry(RegistryServer):
         return Counter(re.findall(pattern, text))
 
 
+BULK = 40 << 20  # one layer of this many incompressible bytes: long enough to kill half way
+
+
 @pytest.fixture(scope="module")
 def logged_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggingRegistry]:
+    """busybox, and ``bulk/data:1``: one big layer of random bytes, cheap to unpack."""
     with LoggingRegistry(tmp_path_factory.mktemp("logged-registry")) as server:
-        images.push_all(server, {"library/debian": ("debian", ("bookworm",)),
-                                 "library/busybox": ("busybox", ("latest",))})
+        images.push_all(server, {"library/busybox": ("busybox", ("latest",))})
+        bulk = OciLayout(tmp_path_factory.mktemp("bulk"))
+        data = random.Random(7).randbytes(BULK)
+        bulk.add_image("1", [tar_layer([File("data.bin", data)])], compression="none")
+        server.push(bulk.path, "1", "bulk/data:1")
         yield server
 
 
@@ -64,7 +73,7 @@ def test_two_processes_pull_the_same_image_and_download_it_once(
     logged_registry: LoggingRegistry, tmp_path: Path
 ) -> None:
     root = tmp_path / "store"
-    ref = f"{logged_registry.host}/library/debian:bookworm"
+    ref = f"{logged_registry.host}/bulk/data:1"
     before = logged_registry.blob_gets()
     procs = [
         subprocess.Popen([*CELLBOX, "pull", ref], env=env_for(root), stdout=subprocess.PIPE,
@@ -92,7 +101,7 @@ def test_a_pull_killed_half_way_leaves_nothing_and_can_be_repeated(
     logged_registry: LoggingRegistry, tmp_path: Path
 ) -> None:
     root = tmp_path / "store"
-    ref = f"{logged_registry.host}/library/debian:bookworm"
+    ref = f"{logged_registry.host}/bulk/data:1"
     subprocess.run([*CELLBOX, "pull", "-q", f"{logged_registry.host}/library/busybox"],
                    env=env_for(root), check=True, capture_output=True, timeout=120)
     before = visible(root)
@@ -111,12 +120,12 @@ def test_a_pull_killed_half_way_leaves_nothing_and_can_be_repeated(
     assert any(p.name.startswith("txn-") for p in (root / "tmp").iterdir())
     listing = subprocess.run([*CELLBOX, "images"], env=env_for(root), capture_output=True,
                              text=True, check=True).stdout
-    assert "debian" not in listing and "busybox" in listing
+    assert "bulk" not in listing and "busybox" in listing
     again = subprocess.run([*CELLBOX, "pull", "-q", ref], env=env_for(root),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert os.listdir(root / "tmp") == []  # the leftover was cleaned by the next pull
-    assert "debian" in subprocess.run([*CELLBOX, "images"], env=env_for(root),
+    assert "bulk" in subprocess.run([*CELLBOX, "images"], env=env_for(root),
                                       capture_output=True, text=True).stdout
 
 
