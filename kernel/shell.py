@@ -158,6 +158,7 @@ class _Cell:
     status: int | None = None  # from the latest end marker, until the shell confirms it
     line_nonce: str = ""  # the nonce typed with the cell's line (the others: resyncs)
     line_marked: bool = False  # the marker of the cell's own line came (not a resync's)
+    prompted: bool = False  # our prompt came after the latest end marker
     confirm: asyncio.TimerHandle | None = None
     input_task: asyncio.Task[None] | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -558,11 +559,14 @@ class Shell:
                 if own or not cell.line_marked:
                     cell.status = event.status
                 cell.line_marked = cell.line_marked or own
+                cell.prompted = False
                 if cell.starting:
                     self._settle(cell)
                 elif cell.confirm is None:
                     self._confirm(cell)
         elif isinstance(event, Prompt):
+            if cell is not None:
+                cell.prompted = True
             self._in_flight = max(0, self._in_flight - 1)
             if self._in_flight == 0:
                 self._prompted.set()
@@ -582,7 +586,10 @@ class Shell:
         the cell ends only when the shell holds the terminal and waits in read -- at once
         for the shell's own marker, after the job for a forged one (and then with the
         status of the shell's own marker, which comes last). Output in between is the
-        cell's. Where /proc cannot tell, the marker is taken at its word.
+        cell's. The prompt the shell prints after its own marker must have been read too:
+        the shell at its prompt has printed everything, but the bytes may still be on
+        their way (in the terminal, in the exec relay), the marker with the real status
+        among them. Where /proc cannot tell, the marker is taken at its word.
         """
         if cell.confirm is not None:
             cell.confirm.cancel()
@@ -590,7 +597,7 @@ class Shell:
         if cell.done.done() or self._controller is None or self._loop is None:
             return
         state = self._controller.shell_at_prompt()
-        if state is False:
+        if state is False or (state and not cell.prompted):
             self._drain()  # the shell's own marker may be waiting in the terminal
             if cell.done.done():
                 return

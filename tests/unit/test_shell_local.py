@@ -258,17 +258,31 @@ def test_trivial_cells_are_fast(tmp_path: Path) -> None:
     assert per_cell < 0.05  # no per-line delay anywhere (pexpect's default is 50 ms)
 
 
-def test_a_forged_end_marker_does_not_end_the_cell_early(tmp_path: Path) -> None:
+@pytest.mark.parametrize("look", ["any time", "late"])
+def test_a_forged_end_marker_does_not_end_the_cell_early(tmp_path: Path, look: str) -> None:
     """A program that learnt the nonce (say from the shell's memory) prints the marker while
     its cell still runs: the cell goes on until the shell itself is back at its prompt,
-    and ends with the shell's own status; the second marker is not shown anywhere."""
+    and ends with the shell's own status; the second marker is not shown anywhere.
+
+    "late": the kernel looks at the shell just after it got back to its prompt, before
+    reading what it printed on the way there (its own marker, with the real status)."""
 
     async def body(shell: Shell) -> None:
         io = IO()
         task = asyncio.ensure_future(shell.run("sleep 0.5; echo after-forgery; (exit 9)", io))
         await asyncio.sleep(0.2)
         cell = shell._cell  # white box: the test plays the program that stole the nonce
-        assert cell is not None
+        assert cell is not None and shell._controller is not None
+        if look == "late":
+            at_prompt = shell._controller.shell_at_prompt
+
+            def late() -> bool:
+                deadline = time.monotonic() + 10
+                while at_prompt() is not True and time.monotonic() < deadline:
+                    time.sleep(0.01)  # the kernel's loop reads nothing meanwhile
+                return True
+
+            shell._controller.shell_at_prompt = late  # type: ignore[method-assign]
         nonce = next(iter(cell.nonces))
         with open(f"/proc/{shell._child.pid}/fd/0", "w") as tty:  # type: ignore[union-attr]
             tty.write(f"\x1e{nonce} 0\x1e")
