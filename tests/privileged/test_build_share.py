@@ -82,12 +82,18 @@ def podman() -> Iterator[list[str]]:
     base = ["podman", "--root", str(store / "root"), "--runroot", str(store / "runroot"),
             "--runtime", "runc", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
             "--events-backend", "none"]
+    cgroups_before = set(Path("/sys/fs/cgroup").glob("*/libpod_parent"))
     try:
         yield base
     finally:
         subprocess.run([*base, "rmi", "-a", "-f"], capture_output=True, timeout=120)
         subprocess.run([*base, "system", "reset", "-f"], capture_output=True, timeout=120)
         shutil.rmtree(store, ignore_errors=True)
+        # podman's cgroupfs manager leaves libpod_parent/conmon behind in every hierarchy
+        for made in set(Path("/sys/fs/cgroup").glob("*/libpod_parent")) - cgroups_before:
+            for cgroup in sorted(made.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
 
 
 def test_build_push_remove_and_run_by_name(env: Settings, server: RegistryServer,
