@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cellbox.runtime.blocked import KNOWN_ARCH, blocked_call, input_fd
+from cellbox.runtime.blocked import KNOWN_ARCH, waiting_for_input
 
 __all__ = ["ControlEvent", "Controller", "Exited", "LocalController", "Reading", "RelayController"]
 
@@ -155,9 +155,8 @@ class LocalController:
             return None
         for pid in _group_members(pgrp):
             try:
-                line = blocked_call(_read_proc, pid)
-                fd = input_fd(line) if line is not None else None
-                if fd is not None and os.readlink(f"/proc/{pid}/fd/{fd}") == tty:
+                waiting = waiting_for_input(_read_proc, pid)
+                if waiting is not None and os.readlink(f"/proc/{pid}/fd/{waiting[1]}") == tty:
                     return pid
             except OSError:
                 continue
@@ -330,14 +329,14 @@ def reader_state(pid: int) -> ReaderState | None:
     """
     try:
         status = _read_proc(f"{pid}/status")
-        call = blocked_call(_read_proc, pid)
+        waiting = waiting_for_input(_read_proc, pid)
     except OSError:
         return None
     ns_pid = pid
     for line in status.splitlines():
         if line.startswith("NSpid:"):
             ns_pid = int(line.split()[-1])
-    return ReaderState(call is not None and input_fd(call) is not None, ns_pid)
+    return ReaderState(waiting is not None, ns_pid)
 
 
 def shell_at_prompt(pid: int) -> bool | None:
@@ -359,7 +358,7 @@ def shell_at_prompt(pid: int) -> bool | None:
             return None
         if int(fields[2]) != int(fields[5]):  # its process group is not the terminal's
             return False
-        call = blocked_call(_read_proc, pid)
+        waiting = waiting_for_input(_read_proc, pid)
     except OSError:
         return None
-    return call is not None and input_fd(call) == 0
+    return waiting is not None and waiting[1] == 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-__all__ = ["KNOWN_ARCH", "blocked_call", "input_fd"]
+__all__ = ["KNOWN_ARCH", "blocked_call", "input_fd", "waiting_for_input"]
 
 # Calls that mean "waiting for terminal input", per architecture: read, pread64, readv,
 # preadv ... and poll, select, pselect6, ppoll, epoll_wait, epoll_pwait(2) (busybox's
@@ -47,6 +47,16 @@ def blocked_call(read: Callable[[str], str], pid: int) -> str | None:
     if len(words) < 2 or not words[0].isdigit():
         return None  # "running", or "-1": not in a system call
     return line
+
+
+def waiting_for_input(read: Callable[[str], str], pid: int) -> tuple[str, int] | None:
+    """(its /proc/PID/syscall line, the fd it reads) if ``pid`` sleeps waiting for input.
+
+    ``read`` as for :func:`blocked_call`; OSError when /proc does not tell.
+    """
+    line = blocked_call(read, pid)
+    fd = input_fd(line) if line is not None else None
+    return None if line is None or fd is None else (line, fd)
 
 
 def input_fd(line: str) -> int | None:

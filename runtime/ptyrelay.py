@@ -45,7 +45,7 @@ import time
 from typing import Any
 
 from . import linux
-from .blocked import blocked_call, input_fd
+from .blocked import waiting_for_input
 
 __all__ = ["Relay", "wait_status_code"]
 
@@ -364,11 +364,10 @@ class Relay:
             stat = self._read_proc(f"{pid}/stat")
             if int(stat[stat.rindex(")") + 2:].split()[2]) != pgrp:
                 return None
-            line = blocked_call(self._read_proc, pid)
+            waiting = waiting_for_input(self._read_proc, pid)
         except (OSError, ValueError, IndexError):
             return None
-        fd = input_fd(line) if line is not None else None
-        return line if fd is not None and self._is_slave(pid, fd) else None
+        return waiting[0] if waiting is not None and self._is_slave(pid, waiting[1]) else None
 
     def _is_slave(self, pid: int, fd: int) -> bool:
         try:

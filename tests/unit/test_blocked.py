@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cellbox.runtime import blocked
-from cellbox.runtime.blocked import blocked_call, input_fd
+from cellbox.runtime.blocked import blocked_call, input_fd, waiting_for_input
 
 READS = {"read", "pread64", "readv", "preadv"}
 WAITS = {"poll", "select", "pselect6", "ppoll", "epoll_wait", "epoll_pwait", "epoll_pwait2"}
@@ -33,16 +33,16 @@ def proc(*answers: str) -> tuple[list[str], Callable[[str], str]]:
     return asked, read
 
 
-def test_a_task_asleep_in_read_is_believed() -> None:
-    asked, read = proc(status("S (sleeping)"), "0 0x0 0x7ffd 0x1 0 0 0 0x7ffd 0x7f\n",
-                       status("S (sleeping)"))
-    line = blocked_call(read, 7)
+def test_a_task_asleep_in_read_is_believed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blocked, "_ARCH", "x86_64")
+    line = "0 0x0 0x7ffd 0x1 0 0 0 0x7ffd 0x7f"
+    asked, read = proc(status("S (sleeping)"), line + "\n", status("S (sleeping)"))
+    assert waiting_for_input(read, 7) == (line, 0)
     assert asked == ["7/status", "7/syscall", "7/status"]
-    assert line is not None and input_fd(line) == (0 if os.uname().machine == "x86_64" else None)
 
 
 @pytest.mark.parametrize("before, syscall, after", [
-    # Runnable, preempted in user space: the number slot holds an interrupt's vector.
+    # Not asleep: whatever number the syscall file shows, the task does not wait in it.
     (status("R (running)"), "72 0x0 0x3 0x0 0 0 0 0x7ffd 0x7f", status("R (running)")),
     # Woke up, ran (a context switch) and slept again somewhere else in between.
     (status("S (sleeping)", 10), POLL, status("S (sleeping)", 11)),
@@ -116,6 +116,7 @@ def test_a_real_reader_and_a_real_spinner(reader: subprocess.Popen[bytes]) -> No
     while (line := blocked_call(_read_proc, reader.pid)) is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert line is not None and input_fd(line) == 0
+    assert waiting_for_input(_read_proc, reader.pid) == (line, 0)
     spinner = subprocess.Popen(["sh", "-c", "while :; do :; done"])
     try:
         time.sleep(0.1)
